@@ -1,0 +1,472 @@
+//! Custom configuration variables (`DefineCustom*Variable`).
+//!
+//! Declare a variable as a `static`, define it in `_PG_init`, read it anywhere with `get()`.
+//! PostgreSQL owns the storage's updates: it writes the value when the configuration is
+//! loaded or reloaded, always from the backend's single thread, and the variable is read
+//! from that same thread.
+//!
+//! ```ignore
+//! use bgworker::guc::{Context, GucInt, Unit};
+//! static NAPTIME: GucInt = GucInt::new(c"my_ext.naptime", c"Seconds between rounds.", 10, 1, 3600)
+//!     .context(Context::Sighup)
+//!     .unit(Unit::Seconds);
+//!
+//! bgworker::pg_init!({
+//!     NAPTIME.define()?;
+//!     bgworker::guc::reserve_prefix(c"my_ext")
+//! });
+//! ```
+
+use std::cell::UnsafeCell;
+use std::ffi::{c_char, CStr};
+
+use crate::error::Result;
+use crate::guard::guard;
+use crate::pg_sys;
+
+/// Who may change a variable, and when it takes effect (`GucContext`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Context {
+    /// Only at server start (`PGC_POSTMASTER`).
+    Postmaster,
+    /// In the configuration file; a reload (SIGHUP) applies it (`PGC_SIGHUP`).
+    Sighup,
+    /// At connection start (`PGC_BACKEND`).
+    Backend,
+    /// By superusers, also with `SET` (`PGC_SUSET`).
+    Superuser,
+    /// By anyone with `SET` (`PGC_USERSET`).
+    User,
+}
+
+impl Context {
+    fn to_pg(self) -> pg_sys::GucContext {
+        match self {
+            Context::Postmaster => pg_sys::GucContext_PGC_POSTMASTER,
+            Context::Sighup => pg_sys::GucContext_PGC_SIGHUP,
+            Context::Backend => pg_sys::GucContext_PGC_BACKEND,
+            Context::Superuser => pg_sys::GucContext_PGC_SUSET,
+            Context::User => pg_sys::GucContext_PGC_USERSET,
+        }
+    }
+}
+
+/// The unit of an integer or real variable, so users can write `'5min'` or `'64MB'`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// No unit.
+    None,
+    /// Milliseconds.
+    Milliseconds,
+    /// Seconds.
+    Seconds,
+    /// Minutes.
+    Minutes,
+    /// Bytes.
+    Bytes,
+    /// Kilobytes.
+    Kilobytes,
+    /// Megabytes.
+    Megabytes,
+}
+
+impl Unit {
+    fn flags(self) -> i32 {
+        (match self {
+            Unit::None => 0,
+            Unit::Milliseconds => pg_sys::GUC_UNIT_MS,
+            Unit::Seconds => pg_sys::GUC_UNIT_S,
+            Unit::Minutes => pg_sys::GUC_UNIT_MIN,
+            Unit::Bytes => pg_sys::GUC_UNIT_BYTE,
+            Unit::Kilobytes => pg_sys::GUC_UNIT_KB,
+            Unit::Megabytes => pg_sys::GUC_UNIT_MB,
+        }) as i32
+    }
+}
+
+/// What every kind of variable has besides its value.
+#[derive(Clone, Copy)]
+struct Meta {
+    name: &'static CStr,
+    short_desc: &'static CStr,
+    long_desc: Option<&'static CStr>,
+    context: Context,
+    flags: i32,
+}
+
+impl Meta {
+    const fn new(name: &'static CStr, short_desc: &'static CStr) -> Meta {
+        Meta {
+            name,
+            short_desc,
+            long_desc: None,
+            context: Context::User,
+            flags: 0,
+        }
+    }
+
+    fn long_desc_ptr(&self) -> *const c_char {
+        self.long_desc.map_or(std::ptr::null(), CStr::as_ptr)
+    }
+}
+
+macro_rules! common_builders {
+    () => {
+        /// Sets who may change the variable (default: [`Context::User`]).
+        pub const fn context(mut self, context: Context) -> Self {
+            self.meta.context = context;
+            self
+        }
+
+        /// Sets the long description shown by `SHOW ALL` and the docs.
+        pub const fn long_desc(mut self, long_desc: &'static CStr) -> Self {
+            self.meta.long_desc = Some(long_desc);
+            self
+        }
+
+        /// The variable's full name.
+        pub fn name(&self) -> &'static str {
+            self.meta.name.to_str().unwrap_or("")
+        }
+    };
+}
+
+/// An integer variable (`DefineCustomIntVariable`).
+///
+/// ```ignore
+/// static WORKERS: bgworker::guc::GucInt =
+///     bgworker::guc::GucInt::new(c"my_ext.workers", c"How many workers.", 2, 1, 100);
+/// ```
+pub struct GucInt {
+    meta: Meta,
+    default: i32,
+    min: i32,
+    max: i32,
+    value: UnsafeCell<i32>,
+}
+
+// SAFETY: the value is written only by PostgreSQL in the backend's single thread (see the
+// module documentation); Rust code only reads it, from that thread.
+unsafe impl Sync for GucInt {}
+
+impl GucInt {
+    /// A variable with a default and inclusive bounds.
+    pub const fn new(
+        name: &'static CStr,
+        short_desc: &'static CStr,
+        default: i32,
+        min: i32,
+        max: i32,
+    ) -> GucInt {
+        GucInt {
+            meta: Meta::new(name, short_desc),
+            default,
+            min,
+            max,
+            value: UnsafeCell::new(default),
+        }
+    }
+
+    common_builders!();
+
+    /// Sets the unit (so `'5min'` works for a seconds variable).
+    pub const fn unit(mut self, unit: Unit) -> Self {
+        self.meta.flags = unit_flags(unit);
+        self
+    }
+
+    /// Registers the variable with PostgreSQL. Call once, from `_PG_init`.
+    pub fn define(&'static self) -> Result<()> {
+        let m = self.meta;
+        let (value, default, min, max) = (self.value.get(), self.default, self.min, self.max);
+        // SAFETY: the strings and the value live forever (`&'static self`); PostgreSQL keeps
+        // the pointers and writes the value from this thread only.
+        guard(|| unsafe {
+            pg_sys::DefineCustomIntVariable(
+                m.name.as_ptr(),
+                m.short_desc.as_ptr(),
+                m.long_desc_ptr(),
+                value,
+                default,
+                min,
+                max,
+                m.context.to_pg(),
+                m.flags,
+                None,
+                None,
+                None,
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The current value.
+    pub fn get(&self) -> i32 {
+        // SAFETY: see the Sync impl; volatile because PostgreSQL writes it behind our back.
+        unsafe { std::ptr::read_volatile(self.value.get()) }
+    }
+}
+
+const fn unit_flags(unit: Unit) -> i32 {
+    // `Unit::flags` is not const (it matches on bindgen constants of another type); the
+    // values are the same.
+    match unit {
+        Unit::None => 0,
+        Unit::Milliseconds => pg_sys::GUC_UNIT_MS as i32,
+        Unit::Seconds => pg_sys::GUC_UNIT_S as i32,
+        Unit::Minutes => pg_sys::GUC_UNIT_MIN as i32,
+        Unit::Bytes => pg_sys::GUC_UNIT_BYTE as i32,
+        Unit::Kilobytes => pg_sys::GUC_UNIT_KB as i32,
+        Unit::Megabytes => pg_sys::GUC_UNIT_MB as i32,
+    }
+}
+
+/// A floating-point variable (`DefineCustomRealVariable`).
+///
+/// ```ignore
+/// static L2: bgworker::guc::GucReal =
+///     bgworker::guc::GucReal::new(c"my_ext.l2", c"Penalty.", 1.0, 0.0, 1e6);
+/// ```
+pub struct GucReal {
+    meta: Meta,
+    default: f64,
+    min: f64,
+    max: f64,
+    value: UnsafeCell<f64>,
+}
+
+// SAFETY: as for GucInt.
+unsafe impl Sync for GucReal {}
+
+impl GucReal {
+    /// A variable with a default and inclusive bounds.
+    pub const fn new(
+        name: &'static CStr,
+        short_desc: &'static CStr,
+        default: f64,
+        min: f64,
+        max: f64,
+    ) -> GucReal {
+        GucReal {
+            meta: Meta::new(name, short_desc),
+            default,
+            min,
+            max,
+            value: UnsafeCell::new(default),
+        }
+    }
+
+    common_builders!();
+
+    /// Sets the unit.
+    pub const fn unit(mut self, unit: Unit) -> Self {
+        self.meta.flags = unit_flags(unit);
+        self
+    }
+
+    /// Registers the variable with PostgreSQL. Call once, from `_PG_init`.
+    pub fn define(&'static self) -> Result<()> {
+        let m = self.meta;
+        let (value, default, min, max) = (self.value.get(), self.default, self.min, self.max);
+        // SAFETY: as for GucInt::define.
+        guard(|| unsafe {
+            pg_sys::DefineCustomRealVariable(
+                m.name.as_ptr(),
+                m.short_desc.as_ptr(),
+                m.long_desc_ptr(),
+                value,
+                default,
+                min,
+                max,
+                m.context.to_pg(),
+                m.flags,
+                None,
+                None,
+                None,
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The current value.
+    pub fn get(&self) -> f64 {
+        // SAFETY: as for GucInt::get.
+        unsafe { std::ptr::read_volatile(self.value.get()) }
+    }
+}
+
+/// A boolean variable (`DefineCustomBoolVariable`).
+///
+/// ```ignore
+/// static ENABLED: bgworker::guc::GucBool =
+///     bgworker::guc::GucBool::new(c"my_ext.enabled", c"Whether to run.", true);
+/// ```
+pub struct GucBool {
+    meta: Meta,
+    default: bool,
+    value: UnsafeCell<bool>,
+}
+
+// SAFETY: as for GucInt.
+unsafe impl Sync for GucBool {}
+
+impl GucBool {
+    /// A variable with a default.
+    pub const fn new(name: &'static CStr, short_desc: &'static CStr, default: bool) -> GucBool {
+        GucBool {
+            meta: Meta::new(name, short_desc),
+            default,
+            value: UnsafeCell::new(default),
+        }
+    }
+
+    common_builders!();
+
+    /// Registers the variable with PostgreSQL. Call once, from `_PG_init`.
+    pub fn define(&'static self) -> Result<()> {
+        let m = self.meta;
+        let (value, default) = (self.value.get(), self.default);
+        // SAFETY: as for GucInt::define.
+        guard(|| unsafe {
+            pg_sys::DefineCustomBoolVariable(
+                m.name.as_ptr(),
+                m.short_desc.as_ptr(),
+                m.long_desc_ptr(),
+                value,
+                default,
+                m.context.to_pg(),
+                m.flags,
+                None,
+                None,
+                None,
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The current value.
+    pub fn get(&self) -> bool {
+        // SAFETY: as for GucInt::get.
+        unsafe { std::ptr::read_volatile(self.value.get()) }
+    }
+}
+
+/// A text variable (`DefineCustomStringVariable`).
+///
+/// ```ignore
+/// static DATABASE: bgworker::guc::GucString =
+///     bgworker::guc::GucString::new(c"my_ext.database", c"Database to connect to.", Some(c"postgres"));
+/// ```
+pub struct GucString {
+    meta: Meta,
+    default: Option<&'static CStr>,
+    value: UnsafeCell<*mut c_char>,
+}
+
+// SAFETY: as for GucInt; the pointer is owned and replaced by PostgreSQL.
+unsafe impl Sync for GucString {}
+
+impl GucString {
+    /// A variable with a default (`None` for NULL, shown as empty).
+    pub const fn new(
+        name: &'static CStr,
+        short_desc: &'static CStr,
+        default: Option<&'static CStr>,
+    ) -> GucString {
+        GucString {
+            meta: Meta::new(name, short_desc),
+            default,
+            value: UnsafeCell::new(std::ptr::null_mut()),
+        }
+    }
+
+    common_builders!();
+
+    /// Registers the variable with PostgreSQL. Call once, from `_PG_init`.
+    pub fn define(&'static self) -> Result<()> {
+        let m = self.meta;
+        let value = self.value.get();
+        let default = self.default.map_or(std::ptr::null(), CStr::as_ptr);
+        // SAFETY: as for GucInt::define.
+        guard(|| unsafe {
+            pg_sys::DefineCustomStringVariable(
+                m.name.as_ptr(),
+                m.short_desc.as_ptr(),
+                m.long_desc_ptr(),
+                value,
+                default,
+                m.context.to_pg(),
+                m.flags,
+                None,
+                None,
+                None,
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The current value; `None` when unset (NULL) or empty.
+    pub fn get(&self) -> Option<String> {
+        // SAFETY: as for GucInt::get; a non-NULL pointer is a NUL-terminated string owned by
+        // PostgreSQL, valid until the next configuration change, and we copy it at once.
+        let ptr = unsafe { std::ptr::read_volatile(self.value.get()) };
+        if ptr.is_null() {
+            return None;
+        }
+        let text = unsafe { CStr::from_ptr(ptr) }
+            .to_string_lossy()
+            .into_owned();
+        (!text.is_empty()).then_some(text)
+    }
+}
+
+/// Reserves a prefix: settings `prefix.anything` that no extension defined are reported
+/// (from 15 on they are also removed, `MarkGUCPrefixReserved`; 14 warns,
+/// `EmitWarningsOnPlaceholders`).
+///
+/// ```no_run
+/// bgworker::guc::reserve_prefix(c"my_ext")?;
+/// # Ok::<(), bgworker::Error>(())
+/// ```
+pub fn reserve_prefix(prefix: &'static CStr) -> Result<()> {
+    let p = prefix.as_ptr();
+    #[cfg(pg14)]
+    // SAFETY: the prefix is a static NUL-terminated string.
+    guard(|| unsafe { pg_sys::EmitWarningsOnPlaceholders(p) })?;
+    #[cfg(not(pg14))]
+    // SAFETY: as above.
+    guard(|| unsafe { pg_sys::MarkGUCPrefixReserved(p) })?;
+    Ok(())
+}
+
+#[allow(dead_code)]
+fn _unit_flags_agree(u: Unit) -> bool {
+    u.flags() == unit_flags(u)
+}
+
+/// Sets any configuration variable for this session (`SET name = value`), with PostgreSQL's
+/// own checks.
+///
+/// ```no_run
+/// bgworker::guc::set("application_name", "my worker")?;
+/// # Ok::<(), bgworker::Error>(())
+/// ```
+pub fn set(name: &str, value: &str) -> Result<()> {
+    let name = std::ffi::CString::new(name).map_err(|_| crate::Error::Nul {
+        field: "setting name",
+    })?;
+    let value = std::ffi::CString::new(value).map_err(|_| crate::Error::Nul {
+        field: "setting value",
+    })?;
+    let (n, v) = (name.as_ptr(), value.as_ptr());
+    // SAFETY: both strings outlive the call; PostgreSQL copies them.
+    guard(|| unsafe {
+        pg_sys::SetConfigOption(
+            n,
+            v,
+            pg_sys::GucContext_PGC_USERSET,
+            pg_sys::GucSource_PGC_S_SESSION,
+        )
+    })?;
+    Ok(())
+}

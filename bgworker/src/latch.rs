@@ -1,0 +1,155 @@
+//! Waiting on the process latch (`WaitLatch`, `WaitLatchOrSocket`).
+//!
+//! Every wait exits the process when the postmaster dies (`WL_EXIT_ON_PM_DEATH`), resets the
+//! latch when it was set, and then processes pending interrupts (C's
+//! `CHECK_FOR_INTERRUPTS()`), except a pending shutdown request, which it leaves for the
+//! caller's loop to see through [`signals::shutdown_requested`](crate::signals::shutdown_requested)
+//! so that the worker can finish cleanly.
+
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::guard::guard;
+use crate::pg_sys;
+use crate::signals;
+
+/// Why a wait returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Woke {
+    /// The latch was set: a signal arrived (SIGHUP, SIGTERM) or another process called
+    /// `SetLatch`.
+    Latch,
+    /// The timeout elapsed.
+    Timeout,
+    /// The socket became readable or writable.
+    Socket,
+}
+
+/// The wait event shown in `pg_stat_activity.wait_event` while waiting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitEvent(u32);
+
+impl WaitEvent {
+    /// The generic `Extension` wait event (`PG_WAIT_EXTENSION`), the only one before 17.
+    pub const EXTENSION: WaitEvent = WaitEvent(pg_sys::PG_WAIT_EXTENSION);
+
+    /// The raw `wait_event_info` value.
+    pub fn raw(self) -> u32 {
+        self.0
+    }
+
+    /// A wait event from its raw `wait_event_info` value.
+    pub fn from_raw(raw: u32) -> WaitEvent {
+        WaitEvent(raw)
+    }
+}
+
+/// A socket to wait on as well as the latch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Socket {
+    /// The file descriptor.
+    pub fd: i32,
+    /// Wake when readable.
+    pub readable: bool,
+    /// Wake when writable.
+    pub writable: bool,
+}
+
+/// Waits for the latch to be set, or for `timeout` to pass when given.
+///
+/// ```no_run
+/// use bgworker::latch::{self, Woke};
+/// use std::time::Duration;
+/// while !bgworker::signals::shutdown_requested() {
+///     if latch::wait(Some(Duration::from_secs(10)))? == Woke::Timeout {
+///         bgworker::log!("ten seconds passed");
+///     }
+/// }
+/// # Ok::<(), bgworker::Error>(())
+/// ```
+pub fn wait(timeout: Option<Duration>) -> Result<Woke> {
+    wait_for(timeout, None, WaitEvent::EXTENSION)
+}
+
+/// Waits for the latch, an optional socket condition and an optional timeout, showing
+/// `event` in `pg_stat_activity` meanwhile.
+///
+/// ```no_run
+/// use bgworker::latch::{self, Socket, WaitEvent};
+/// let socket = Socket { fd: 0, readable: true, writable: false };
+/// let woke = latch::wait_for(None, Some(socket), WaitEvent::EXTENSION)?;
+/// # Ok::<(), bgworker::Error>(())
+/// ```
+pub fn wait_for(
+    timeout: Option<Duration>,
+    socket: Option<Socket>,
+    event: WaitEvent,
+) -> Result<Woke> {
+    let mut events = (pg_sys::WL_LATCH_SET | pg_sys::WL_EXIT_ON_PM_DEATH) as i32;
+    let timeout_ms = match timeout {
+        Some(t) => {
+            events |= pg_sys::WL_TIMEOUT as i32;
+            i64::try_from(t.as_millis()).unwrap_or(i64::MAX)
+        }
+        None => -1,
+    };
+    let fd = match socket {
+        Some(s) => {
+            if s.readable {
+                events |= pg_sys::WL_SOCKET_READABLE as i32;
+            }
+            if s.writable {
+                events |= pg_sys::WL_SOCKET_WRITEABLE as i32;
+            }
+            s.fd
+        }
+        None => -1,
+    };
+    // SAFETY: MyLatch is this process's latch, valid for its life; the other arguments are
+    // plain values. With WL_EXIT_ON_PM_DEATH the call exits the process if the postmaster
+    // dies, rather than returning.
+    let rc = guard(|| unsafe {
+        pg_sys::WaitLatchOrSocket(pg_sys::MyLatch, events, fd as _, timeout_ms as _, event.0)
+    })?;
+    let woke = if rc & pg_sys::WL_LATCH_SET as i32 != 0 {
+        // SAFETY: as above.
+        unsafe { pg_sys::ResetLatch(pg_sys::MyLatch) };
+        Woke::Latch
+    } else if rc & (pg_sys::WL_SOCKET_READABLE | pg_sys::WL_SOCKET_WRITEABLE) as i32 != 0 {
+        Woke::Socket
+    } else {
+        Woke::Timeout
+    };
+    if !signals::shutdown_requested() {
+        check_for_interrupts()?;
+    }
+    Ok(woke)
+}
+
+/// Processes pending interrupts, like C's `CHECK_FOR_INTERRUPTS()`: a pending query cancel
+/// comes back as an ERROR value; a pending termination ends the process (FATAL, as in C).
+///
+/// ```no_run
+/// for _ in 0..1_000_000 {
+///     bgworker::latch::check_for_interrupts()?;
+/// }
+/// # Ok::<(), bgworker::Error>(())
+/// ```
+pub fn check_for_interrupts() -> Result<()> {
+    // SAFETY: InterruptPending is a sig_atomic_t flag set by signal handlers.
+    if unsafe { std::ptr::read_volatile(&raw const pg_sys::InterruptPending) } != 0 {
+        // SAFETY: CHECK_FOR_INTERRUPTS is valid anywhere in a backend.
+        guard(|| unsafe { pg_sys::pgsys_check_for_interrupts() })?;
+    }
+    Ok(())
+}
+
+/// Sets this process's latch, waking a wait in progress (or making the next one return).
+///
+/// ```no_run
+/// bgworker::latch::set();
+/// ```
+pub fn set() {
+    // SAFETY: SetLatch on our own latch is async-signal-safe and cannot raise an ERROR.
+    unsafe { pg_sys::SetLatch(pg_sys::MyLatch) };
+}

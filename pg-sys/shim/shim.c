@@ -1,0 +1,148 @@
+/*
+ * See shim.h. Compiled by pg-sys's build.rs with the server's include directory.
+ */
+#include "postgres.h"
+
+#include <setjmp.h>
+
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "utils/elog.h"
+#include "utils/memutils.h"
+
+#include "shim.h"
+
+const Pg_magic_struct *
+pgsys_module_magic(void)
+{
+#if PG_VERSION_NUM >= 180000
+	static const Pg_magic_struct magic = PG_MODULE_MAGIC_DATA();
+#else
+	static const Pg_magic_struct magic = PG_MODULE_MAGIC_DATA;
+#endif
+	return &magic;
+}
+
+ErrorData *
+pgsys_try(pgsys_callback fn, void *arg)
+{
+	/* volatile: these are read after siglongjmp returns to this frame */
+	sigjmp_buf *volatile saved_stack = PG_exception_stack;
+	ErrorContextCallback *volatile saved_context = error_context_stack;
+	volatile MemoryContext saved_memory = CurrentMemoryContext;
+	sigjmp_buf	local;
+	ErrorData  *error;
+
+	if (sigsetjmp(local, 0) == 0)
+	{
+		PG_exception_stack = &local;
+		fn(arg);
+		PG_exception_stack = saved_stack;
+		error_context_stack = saved_context;
+		return NULL;
+	}
+
+	PG_exception_stack = saved_stack;
+	error_context_stack = saved_context;
+	/* errfinish left us in ErrorContext; the copy must live elsewhere */
+	MemoryContextSwitchTo(saved_memory);
+	error = CopyErrorData();
+	FlushErrorState();
+	return error;
+}
+
+void
+pgsys_report(int elevel, int sqlerrcode, const char *message,
+			 const char *detail, const char *hint)
+{
+	ereport(elevel,
+			(errcode(sqlerrcode),
+			 errmsg_internal("%s", message),
+			 detail ? errdetail_internal("%s", detail) : 0,
+			 hint ? errhint("%s", hint) : 0));
+}
+
+void
+pgsys_raise(int elevel, int sqlerrcode, const char *message,
+			const char *detail, const char *hint, const char *context,
+			pgsys_callback release, void *release_arg)
+{
+	if (errstart(elevel, NULL))
+	{
+		errcode(sqlerrcode);
+		errmsg_internal("%s", message);
+		if (detail)
+			errdetail_internal("%s", detail);
+		if (hint)
+			errhint("%s", hint);
+		if (context)
+		{
+			set_errcontext_domain(NULL);
+			errcontext_msg("%s", context);
+		}
+		release(release_arg);
+		errfinish(__FILE__, __LINE__, "pgsys_raise");
+	}
+	else
+		release(release_arg);
+}
+
+void
+pgsys_check_for_interrupts(void)
+{
+	CHECK_FOR_INTERRUPTS();
+}
+
+int
+pgsys_make_sqlstate(const char *c)
+{
+	return MAKE_SQLSTATE(c[0], c[1], c[2], c[3], c[4]);
+}
+
+Size
+pgsys_varsize_any_exhdr(const void *ptr)
+{
+	return VARSIZE_ANY_EXHDR(ptr);
+}
+
+char *
+pgsys_vardata_any(const void *ptr)
+{
+	return VARDATA_ANY(ptr);
+}
+
+void
+pgsys_set_varsize(void *ptr, Size len)
+{
+	SET_VARSIZE(ptr, len);
+}
+
+Size
+pgsys_varhdrsz(void)
+{
+	return VARHDRSZ;
+}
+
+void
+pgsys_atomic_init_u64(pg_atomic_uint64 *ptr, uint64 val)
+{
+	pg_atomic_init_u64(ptr, val);
+}
+
+uint64
+pgsys_atomic_read_u64(volatile pg_atomic_uint64 *ptr)
+{
+	return pg_atomic_read_u64(ptr);
+}
+
+uint64
+pgsys_atomic_fetch_add_u64(volatile pg_atomic_uint64 *ptr, int64 add)
+{
+	return pg_atomic_fetch_add_u64(ptr, add);
+}
+
+void
+pgsys_atomic_write_u64(volatile pg_atomic_uint64 *ptr, uint64 val)
+{
+	pg_atomic_write_u64(ptr, val);
+}

@@ -1,0 +1,59 @@
+/*
+ * The C side of pg-sys: what bindgen cannot bind (macros, static inline functions) and the
+ * error boundary. Every function here is a thin, policy-free wrapper.
+ */
+#ifndef PGSYS_SHIM_H
+#define PGSYS_SHIM_H
+
+#include "postgres.h"
+#include "fmgr.h"
+
+/* The module magic block of the major being built (what PG_MODULE_MAGIC would return). */
+extern const Pg_magic_struct *pgsys_module_magic(void);
+
+/*
+ * Calls fn(arg) with a sigsetjmp boundary around it. Returns NULL when fn returned normally.
+ * When fn raised an ERROR, restores PG_exception_stack, error_context_stack and
+ * CurrentMemoryContext as they were on entry, and returns a copy of the error (allocated in
+ * that memory context; free it with FreeErrorData) after flushing the error state.
+ */
+typedef void (*pgsys_callback) (void *arg);
+extern ErrorData *pgsys_try(pgsys_callback fn, void *arg);
+
+/*
+ * ereport(elevel, ...) with the message, detail and hint passed as "%s" arguments, so that
+ * user text is never read as a format string. detail and hint may be NULL.
+ * Does not return when elevel >= ERROR.
+ */
+extern void pgsys_report(int elevel, int sqlerrcode, const char *message,
+						 const char *detail, const char *hint);
+
+/*
+ * Raises a report at elevel (ERROR and above do not return) with the given texts as "%s"
+ * arguments. release(release_arg) is called once the texts have been copied into the error
+ * state and before the report is emitted, so the caller's copies can be freed even though
+ * this function never returns to it. detail, hint and context may be NULL.
+ */
+extern void pgsys_raise(int elevel, int sqlerrcode, const char *message,
+						const char *detail, const char *hint, const char *context,
+						pgsys_callback release, void *release_arg);
+
+/* CHECK_FOR_INTERRUPTS() */
+extern void pgsys_check_for_interrupts(void);
+
+/* The value of the SQLSTATE as PostgreSQL packs it (MAKE_SQLSTATE). */
+extern int pgsys_make_sqlstate(const char *five_chars);
+
+/* Varlena helpers (macros in the headers). */
+extern Size pgsys_varsize_any_exhdr(const void *ptr);
+extern char *pgsys_vardata_any(const void *ptr);
+extern void pgsys_set_varsize(void *ptr, Size len);
+extern Size pgsys_varhdrsz(void);
+
+/* Atomics (static inline in port/atomics.h). */
+extern void pgsys_atomic_init_u64(pg_atomic_uint64 *ptr, uint64 val);
+extern uint64 pgsys_atomic_read_u64(volatile pg_atomic_uint64 *ptr);
+extern uint64 pgsys_atomic_fetch_add_u64(volatile pg_atomic_uint64 *ptr, int64 add);
+extern void pgsys_atomic_write_u64(volatile pg_atomic_uint64 *ptr, uint64 val);
+
+#endif							/* PGSYS_SHIM_H */
