@@ -3,7 +3,7 @@
 //! Every `extern "C"` function this crate exports (worker mains, `_PG_init`, SQL-callable
 //! functions) runs its body through [`run`]. A panic never unwinds into C: it is caught here,
 //! and it and any returned [`Error`] are raised as a PostgreSQL ERROR. The raise happens in
-//! [`raise`], a frame that holds only a raw pointer, so the `longjmp` that `ereport(ERROR)`
+//! `raise`, a frame that holds only a raw pointer, so the `longjmp` that `ereport(ERROR)`
 //! performs skips no destructor.
 
 use std::any::Any;
@@ -20,7 +20,7 @@ use crate::pg_sys;
 /// an ERROR for an `Err` or a panic.
 ///
 /// The macros [`pg_init!`](crate::pg_init!), [`export_worker!`](crate::export_worker!) and
-/// [`sql_function!`](crate::sql_function!) call it; call it yourself only for entry points
+/// `sql_function!` call it; call it yourself only for entry points
 /// they do not cover (for example a hook).
 ///
 /// ```no_run

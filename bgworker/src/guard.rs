@@ -22,7 +22,7 @@ use crate::pg_sys;
 /// prepared beforehand (raw pointers, numbers, `&` references).
 ///
 /// After an ERROR inside a transaction, the transaction must be aborted before the next one
-/// starts; [`crate::xact`] does that for you.
+/// starts; the `xact` module does that for you.
 ///
 /// ```no_run
 /// use bgworker::{guard, pg_sys};

@@ -3,7 +3,7 @@
 //! Every wait exits the process when the postmaster dies (`WL_EXIT_ON_PM_DEATH`), resets the
 //! latch when it was set, and then processes pending interrupts (C's
 //! `CHECK_FOR_INTERRUPTS()`), except a pending shutdown request, which it leaves for the
-//! caller's loop to see through [`signals::shutdown_requested`](crate::signals::shutdown_requested)
+//! caller's loop to see through [`crate::signals::shutdown_requested`]
 //! so that the worker can finish cleanly.
 
 use std::time::Duration;

@@ -418,14 +418,16 @@ pub fn pg_config(flag: &str) -> String {
 }
 
 /// The directory cargo builds into for the current profile (`target/release` for
-/// `cargo test --release`), found from the running test executable.
+/// `cargo test --release`), found from the running test or binary executable.
 pub fn cargo_profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test-binary>
-    exe.parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .expect("test binary lives in target/<profile>/deps")
+    let dir = exe.parent().expect("executable has a directory");
+    // Tests live in target/<profile>/deps, binaries in target/<profile>.
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("deps has a parent").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// Whether a process exists and is not a zombie.

@@ -1,0 +1,69 @@
+# PGXS-style entry points for bgworker. Honours PG_CONFIG= and DESTDIR= like PGXS does.
+#
+#   make                 build every example (release)
+#   make install         install the examples' .so and extension files into PostgreSQL
+#   make test            set up the machine if needed, build, run every test
+#   make demo            start a throwaway cluster with the examples and show them working
+#   make bench           run the benchmarks (see BENCHMARKS.md)
+
+# Exported only when given, so that plain `cargo` and `make` agree on the build inputs.
+ifdef PG_CONFIG
+export PG_CONFIG
+endif
+PG_CONFIG_CMD = $(or $(PG_CONFIG),pg_config)
+CARGO ?= cargo
+CARGO_FLAGS ?= --release
+
+EXAMPLES := hello_world
+PROFILE_DIR = $(or $(CARGO_TARGET_DIR),target)/release
+
+# Evaluated when used, so that `make test` can install pg_config first.
+PKGLIBDIR = $(shell $(PG_CONFIG_CMD) --pkglibdir)
+EXTDIR = $(shell $(PG_CONFIG_CMD) --sharedir)/extension
+
+.PHONY: all build install uninstall test setup demo bench clean lint
+
+all: build
+
+build:
+	$(CARGO) build $(CARGO_FLAGS) -p bgworker-examples --examples
+
+setup:
+	@scripts/setup.sh
+
+# Never overwrite a mapped .so in place (running backends would crash): copy to a
+# temporary name in the same directory, then rename over the old file.
+install: build
+	install -d '$(DESTDIR)$(PKGLIBDIR)' '$(DESTDIR)$(EXTDIR)'
+	@set -e; for e in $(EXAMPLES); do \
+		tmp='$(DESTDIR)$(PKGLIBDIR)'/.$$e.so.new.$$$$; \
+		install -m 755 $(PROFILE_DIR)/examples/lib$$e.so "$$tmp"; \
+		mv -f "$$tmp" '$(DESTDIR)$(PKGLIBDIR)'/$$e.so; \
+		echo "installed $(DESTDIR)$(PKGLIBDIR)/$$e.so"; \
+	done
+	@set -e; for f in $(wildcard contrib/*/*.control contrib/*/*.sql); do \
+		install -m 644 $$f '$(DESTDIR)$(EXTDIR)'/; \
+		echo "installed $(DESTDIR)$(EXTDIR)/$$(basename $$f)"; \
+	done
+
+uninstall:
+	@for e in $(EXAMPLES); do rm -f '$(DESTDIR)$(PKGLIBDIR)'/$$e.so; done
+	@for f in $(wildcard contrib/*/*.control contrib/*/*.sql); do rm -f '$(DESTDIR)$(EXTDIR)'/$$(basename $$f); done
+
+test: setup
+	$(CARGO) build $(CARGO_FLAGS) -p bgworker-examples --examples
+	$(CARGO) build $(CARGO_FLAGS) -p bgworker-test-workers
+	$(CARGO) test $(CARGO_FLAGS) -p bgworker --features testing
+	$(CARGO) test $(CARGO_FLAGS) -p bgworker-tests
+
+demo: setup
+	$(CARGO) build $(CARGO_FLAGS) -p bgworker-examples --examples
+	$(CARGO) run $(CARGO_FLAGS) -p bgworker-tests --bin demo
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --features bgworker/testing -- -D warnings
+	RUSTDOCFLAGS='-D warnings' $(CARGO) doc --workspace --no-deps --features bgworker/testing
+
+clean:
+	$(CARGO) clean
