@@ -21,7 +21,7 @@ PROFILE_DIR = $(or $(CARGO_TARGET_DIR),target)/release
 PKGLIBDIR = $(shell $(PG_CONFIG_CMD) --pkglibdir)
 EXTDIR = $(shell $(PG_CONFIG_CMD) --sharedir)/extension
 
-.PHONY: all build install uninstall test setup demo bench clean lint
+.PHONY: all build install install-files uninstall test setup demo bench clean lint
 
 all: build
 
@@ -33,7 +33,10 @@ setup:
 
 # Never overwrite a mapped .so in place (running backends would crash): copy to a
 # temporary name in the same directory, then rename over the old file.
-install: build
+install: build install-files
+
+# The copying half of `install`, for when the libraries are already built.
+install-files:
 	install -d '$(DESTDIR)$(PKGLIBDIR)' '$(DESTDIR)$(EXTDIR)'
 	@set -e; for e in $(EXAMPLES); do \
 		tmp='$(DESTDIR)$(PKGLIBDIR)'/.$$e.so.new.$$$$; \

@@ -15,8 +15,8 @@ pub(crate) fn install_worker_handlers() {
     // SAFETY: pqsignal installs handlers PostgreSQL provides for exactly this use; at worker
     // start signals are still blocked, so nothing races with the installation.
     unsafe {
-        pg_sys::pqsignal(libc::SIGHUP, Some(pg_sys::SignalHandlerForConfigReload));
-        pg_sys::pqsignal(libc::SIGTERM, Some(pg_sys::die));
+        pg_sys::pgsys_pqsignal(libc::SIGHUP, Some(pg_sys::SignalHandlerForConfigReload));
+        pg_sys::pgsys_pqsignal(libc::SIGTERM, Some(pg_sys::die));
         pg_sys::BackgroundWorkerUnblockSignals();
     }
 }

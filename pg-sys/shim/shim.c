@@ -5,6 +5,7 @@
 
 #include <setjmp.h>
 
+#include "libpq/pqsignal.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "utils/elog.h"
@@ -85,6 +86,12 @@ pgsys_raise(int elevel, int sqlerrcode, const char *message,
 	}
 	else
 		release(release_arg);
+}
+
+void
+pgsys_pqsignal(int signo, void (*handler) (int))
+{
+	pqsignal(signo, handler);
 }
 
 void

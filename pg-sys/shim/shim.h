@@ -38,6 +38,9 @@ extern void pgsys_raise(int elevel, int sqlerrcode, const char *message,
 						const char *detail, const char *hint, const char *context,
 						pgsys_callback release, void *release_arg);
 
+/* pqsignal(), a macro for pqsignal_be from 18 on. */
+extern void pgsys_pqsignal(int signo, void (*handler) (int));
+
 /* CHECK_FOR_INTERRUPTS() */
 extern void pgsys_check_for_interrupts(void);
 
