@@ -23,3 +23,72 @@ fn built(relative: &str) -> PathBuf {
     );
     path
 }
+
+/// `CREATE FUNCTION` statements for the SQL functions of the test workers library.
+pub const TEST_FUNCTIONS: &str = r#"
+CREATE FUNCTION guc_values() RETURNS text AS 'bgworker_test_workers' LANGUAGE C;
+CREATE FUNCTION launch(text, text DEFAULT NULL) RETURNS int4 AS 'bgworker_test_workers' LANGUAGE C;
+CREATE FUNCTION launch_error(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
+CREATE FUNCTION launch_and_stop() RETURNS text AS 'bgworker_test_workers' LANGUAGE C;
+CREATE FUNCTION registration_errors() RETURNS text[] AS 'bgworker_test_workers' LANGUAGE C;
+CREATE FUNCTION read_pairs(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
+CREATE FUNCTION read_as_int4(text) RETURNS int4 AS 'bgworker_test_workers' LANGUAGE C STRICT;
+CREATE FUNCTION quote_ident_rs(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
+CREATE FUNCTION quote_literal_rs(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
+CREATE FUNCTION fail_with(text, text) RETURNS void AS 'bgworker_test_workers' LANGUAGE C STRICT;
+CREATE FUNCTION panic_with(text) RETURNS void AS 'bgworker_test_workers' LANGUAGE C STRICT;
+CREATE FUNCTION try_statement(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
+CREATE FUNCTION shmem_bump(int8) RETURNS int8[] AS 'bgworker_test_workers' LANGUAGE C STRICT;
+CREATE FUNCTION shmem_read() RETURNS int8[] AS 'bgworker_test_workers' LANGUAGE C;
+CREATE FUNCTION mq_echo(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
+"#;
+
+/// The echo functions: (SQL type, Rust-side name stem), each as `echo_<stem>` (fmgr) and
+/// `spi_echo_<stem>` (through SPI).
+pub const ECHO_TYPES: &[(&str, &str)] = &[
+    ("bool", "bool"),
+    ("int2", "int2"),
+    ("int4", "int4"),
+    ("int8", "int8"),
+    ("float4", "float4"),
+    ("float8", "float8"),
+    ("oid", "oid"),
+    ("text", "text"),
+    ("numeric", "numeric"),
+    ("bytea", "bytea"),
+    ("int4[]", "int4_array"),
+    ("text[]", "text_array"),
+    ("float8[]", "float8_array"),
+    ("numeric[]", "numeric_array"),
+    ("int8", "nullable_int8"),
+];
+
+/// A cluster with the test workers library preloaded, `settings` applied, and the test SQL
+/// functions created in `postgres`.
+pub fn test_cluster(settings: &[(&str, &str)]) -> Cluster {
+    let mut builder = Cluster::builder().preload(test_workers());
+    for (k, v) in settings {
+        builder = builder.setting(k, v);
+    }
+    let cluster = builder.start();
+    let mut client = cluster.connect();
+    client
+        .batch_execute(TEST_FUNCTIONS)
+        .expect("create test functions");
+    for (sql_type, stem) in ECHO_TYPES {
+        let strict = if stem.starts_with("nullable") {
+            ""
+        } else {
+            "STRICT"
+        };
+        for prefix in ["echo", "spi_echo"] {
+            client
+                .batch_execute(&format!(
+                    "CREATE FUNCTION {prefix}_{stem}({sql_type}) RETURNS {sql_type} \
+                     AS 'bgworker_test_workers' LANGUAGE C {strict}"
+                ))
+                .expect("create echo function");
+        }
+    }
+    cluster
+}

@@ -420,6 +420,105 @@ impl GucString {
     }
 }
 
+/// An enumerated variable (`DefineCustomEnumVariable`): one of a fixed set of names, read
+/// as the number paired with the name.
+///
+/// ```ignore
+/// static IMPUTE: bgworker::guc::GucEnum = bgworker::guc::GucEnum::new(
+///     c"my_ext.impute", c"How to fill missing values.", 0,
+///     &[(c"mean", 0), (c"none", 1)],
+/// );
+/// ```
+pub struct GucEnum {
+    meta: Meta,
+    default: i32,
+    options: &'static [(&'static CStr, i32)],
+    value: UnsafeCell<i32>,
+}
+
+// SAFETY: as for GucInt.
+unsafe impl Sync for GucEnum {}
+
+impl GucEnum {
+    /// A variable with a default value (one of the options' numbers) and its options.
+    pub const fn new(
+        name: &'static CStr,
+        short_desc: &'static CStr,
+        default: i32,
+        options: &'static [(&'static CStr, i32)],
+    ) -> GucEnum {
+        GucEnum {
+            meta: Meta::new(name, short_desc),
+            default,
+            options,
+            value: UnsafeCell::new(default),
+        }
+    }
+
+    common_builders!();
+
+    /// Registers the variable with PostgreSQL. Call once, from `_PG_init`.
+    pub fn define(&'static self) -> Result<()> {
+        if !self.options.iter().any(|(_, v)| *v == self.default) {
+            return Err(crate::Error::msg(format!(
+                "{}: the default is not one of the options",
+                self.name()
+            )));
+        }
+        // PostgreSQL keeps the table for the life of the process: leak one copy, once.
+        let mut table: Vec<pg_sys::config_enum_entry> = self
+            .options
+            .iter()
+            .map(|(name, value)| pg_sys::config_enum_entry {
+                name: name.as_ptr(),
+                val: *value,
+                hidden: false,
+            })
+            .collect();
+        table.push(pg_sys::config_enum_entry {
+            name: std::ptr::null(),
+            val: 0,
+            hidden: false,
+        });
+        let table: &'static [pg_sys::config_enum_entry] = Box::leak(table.into_boxed_slice());
+        let m = self.meta;
+        let (value, default, options) = (self.value.get(), self.default, table.as_ptr());
+        // SAFETY: as for GucInt::define; the option table is leaked, so it lives forever.
+        guard(|| unsafe {
+            pg_sys::DefineCustomEnumVariable(
+                m.name.as_ptr(),
+                m.short_desc.as_ptr(),
+                m.long_desc_ptr(),
+                value,
+                default,
+                options,
+                m.context.to_pg(),
+                m.flags,
+                None,
+                None,
+                None,
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The current value's number.
+    pub fn get(&self) -> i32 {
+        // SAFETY: as for GucInt::get.
+        unsafe { std::ptr::read_volatile(self.value.get()) }
+    }
+
+    /// The current value's name.
+    pub fn get_name(&self) -> &'static str {
+        let v = self.get();
+        self.options
+            .iter()
+            .find(|(_, n)| *n == v)
+            .and_then(|(name, _)| name.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
 /// Reserves a prefix: settings `prefix.anything` that no extension defined are reported
 /// (from 15 on they are also removed, `MarkGUCPrefixReserved`; 14 warns,
 /// `EmitWarningsOnPlaceholders`).

@@ -33,6 +33,31 @@ impl WaitEvent {
     /// The generic `Extension` wait event (`PG_WAIT_EXTENSION`), the only one before 17.
     pub const EXTENSION: WaitEvent = WaitEvent(pg_sys::PG_WAIT_EXTENSION);
 
+    /// A wait event shown under its own name in `pg_stat_activity.wait_event` (and listed in
+    /// `pg_wait_events`) from PostgreSQL 17 on (`WaitEventExtensionNew`); [`WaitEvent::EXTENSION`]
+    /// on older majors. Call it in the process that waits, after it started.
+    ///
+    /// ```no_run
+    /// let event = bgworker::latch::WaitEvent::named(c"MyWorkerMain")?;
+    /// bgworker::latch::wait_for(None, None, event)?;
+    /// # Ok::<(), bgworker::Error>(())
+    /// ```
+    pub fn named(name: &'static std::ffi::CStr) -> Result<WaitEvent> {
+        #[cfg(any(pg17, pg18))]
+        {
+            let ptr = name.as_ptr();
+            // SAFETY: registers (or finds) the name in shared memory; raises an ERROR when the
+            // name is too long or the table is full.
+            let raw = guard(|| unsafe { pg_sys::WaitEventExtensionNew(ptr) })?;
+            Ok(WaitEvent(raw))
+        }
+        #[cfg(not(any(pg17, pg18)))]
+        {
+            let _ = name;
+            Ok(WaitEvent::EXTENSION)
+        }
+    }
+
     /// The raw `wait_event_info` value.
     pub fn raw(self) -> u32 {
         self.0

@@ -8,6 +8,12 @@
 //! | [`latch`] | `WaitLatch`, `WaitLatchOrSocket`, `CHECK_FOR_INTERRUPTS` |
 //! | [`signals`] | `die`, `SignalHandlerForConfigReload`, `ProcessConfigFile` |
 //! | [`guc`] | `DefineCustom*Variable`, `MarkGUCPrefixReserved` |
+//! | [`xact`] | `StartTransactionCommand`, `CommitTransactionCommand`, subtransactions |
+//! | [`spi`] | `SPI_execute_with_args`, `SPI_prepare`, cursors, `quote_identifier` |
+//! | [`datum`] | Datums and type OIDs: [`datum::ToSql`], [`datum::FromSql`] |
+//! | [`shmem`] | `ShmemInitStruct`, `shmem_request_hook`, named LWLock tranches |
+//! | [`dsm`] | `dsm_create`/`dsm_attach`, `shm_mq` |
+//! | [`fmgr`] | `PG_FUNCTION_INFO_V1`: [`sql_function!`] |
 //! | [`elog`] | `ereport`, `elog` |
 //! | [`guard()`] | `PG_TRY`/`PG_CATCH` around one call |
 //! | [`entry`] | `PG_MODULE_MAGIC`, `_PG_init`, panic and error reporting |
@@ -40,16 +46,22 @@
 
 pub use pg_sys;
 
+pub mod datum;
+pub mod dsm;
 pub mod elog;
 pub mod entry;
 mod error;
+pub mod fmgr;
 mod guard;
 pub mod guc;
 pub mod latch;
+pub mod shmem;
 pub mod signals;
+pub mod spi;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod worker;
+pub mod xact;
 
 pub use error::{Error, PgError, Result, SqlState};
 pub use guard::guard;
@@ -57,9 +69,13 @@ pub use worker::Worker;
 
 /// The names a worker file usually needs: `use bgworker::prelude::*;`.
 pub mod prelude {
-    pub use crate::guc::{self, Context as GucContext, GucBool, GucInt, GucReal, GucString, Unit};
+    pub use crate::datum::{FromSql, Numeric, SqlType, ToSql};
+    pub use crate::guc::{
+        self, Context as GucContext, GucBool, GucEnum, GucInt, GucReal, GucString, Unit,
+    };
+    pub use crate::spi::{FromRow, Row, Spi};
     pub use crate::worker::{self, Restart, StartTime};
     pub use crate::{debug1, info, log, notice, warning};
-    pub use crate::{latch, signals};
+    pub use crate::{latch, signals, spi, xact};
     pub use crate::{Error, PgError, Result, SqlState, Worker};
 }

@@ -408,6 +408,10 @@ pub struct Handle {
 }
 
 impl Handle {
+    pub(crate) fn raw(&self) -> *mut pg_sys::BackgroundWorkerHandle {
+        self.raw
+    }
+
     fn status_of(code: pg_sys::BgwHandleStatus, pid: i32) -> Status {
         match code {
             pg_sys::BgwHandleStatus_BGWH_STARTED => Status::Started(pid),

@@ -94,6 +94,18 @@ pgsys_pqsignal(int signo, void (*handler) (int))
 	pqsignal(signo, handler);
 }
 
+LWLock *
+pgsys_addin_shmem_init_lock(void)
+{
+	return AddinShmemInitLock;
+}
+
+Size
+pgsys_maxalign(Size len)
+{
+	return MAXALIGN(len);
+}
+
 void
 pgsys_check_for_interrupts(void)
 {

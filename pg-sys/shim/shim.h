@@ -7,6 +7,7 @@
 
 #include "postgres.h"
 #include "fmgr.h"
+#include "storage/lwlock.h"
 
 /* The module magic block of the major being built (what PG_MODULE_MAGIC would return). */
 extern const Pg_magic_struct *pgsys_module_magic(void);
@@ -40,6 +41,12 @@ extern void pgsys_raise(int elevel, int sqlerrcode, const char *message,
 
 /* pqsignal(), a macro for pqsignal_be from 18 on. */
 extern void pgsys_pqsignal(int signo, void (*handler) (int));
+
+/* AddinShmemInitLock, a macro indexing MainLWLockArray. */
+extern LWLock *pgsys_addin_shmem_init_lock(void);
+
+/* MAXALIGN() */
+extern Size pgsys_maxalign(Size len);
 
 /* CHECK_FOR_INTERRUPTS() */
 extern void pgsys_check_for_interrupts(void);

@@ -1,95 +1,71 @@
-//! Workers that fail on purpose, for the integration tests. Which ones start is chosen by
-//! `test_workers.start`, a comma-separated list read when the library is preloaded.
+//! Workers and SQL functions that exercise bgworker in the integration tests, including on
+//! purpose the failure paths. Static workers start according to `test_workers.start`, a
+//! comma-separated list read when the library is preloaded; SQL functions are created by
+//! the tests with `CREATE FUNCTION ... AS 'bgworker_test_workers'`.
 
-use std::ffi::CString;
+mod dynamic;
+mod failing;
+mod functions;
+mod shared;
 
 use bgworker::prelude::*;
-use bgworker::{guard, pg_sys};
 
 bgworker::pg_module_magic!();
 
 static START: GucString =
     GucString::new(c"test_workers.start", c"Which test workers to start.", None)
         .context(GucContext::Postmaster);
+/// The database dynamic test workers connect to.
+pub static DATABASE: GucString = GucString::new(
+    c"test_workers.database",
+    c"Database of the test workers.",
+    Some(c"postgres"),
+)
+.context(GucContext::Sighup);
+static INT: GucInt =
+    GucInt::new(c"test_workers.int", c"An integer.", 7, -5, 100).unit(Unit::Seconds);
+static REAL: GucReal = GucReal::new(c"test_workers.real", c"A real.", 0.5, 0.0, 2.0);
+static BOOL: GucBool =
+    GucBool::new(c"test_workers.bool", c"A bool.", true).context(GucContext::Superuser);
+static STRING: GucString = GucString::new(c"test_workers.string", c"A string.", Some(c"default"));
+static ENUM: GucEnum = GucEnum::new(
+    c"test_workers.enum",
+    c"An enum.",
+    1,
+    &[(c"low", 0), (c"medium", 1), (c"high", 2)],
+);
 
-/// Waits for a SIGHUP (so the test can connect first), then panics.
-struct Panicker;
-
-impl Worker for Panicker {
-    const NAME: &'static str = "test panicker";
-    const TYPE: &'static str = "test_panicker";
-
-    fn main(_arg: i64) -> Result<()> {
-        log!("panicker waiting for SIGHUP");
-        while !signals::reload_if_pending()? {
-            latch::wait(None)?;
-        }
-        let owned = String::from("owned strings are dropped on the way out");
-        panic!("deliberate panic: 100% of %s ☃ ({})", owned.len());
+bgworker::sql_function! {
+    fn guc_values() -> String {
+        Ok(format!(
+            "int={} real={} bool={} string={:?} enum={}",
+            INT.get(),
+            REAL.get(),
+            BOOL.get(),
+            STRING.get(),
+            ENUM.get_name()
+        ))
     }
 }
-bgworker::export_worker!(Panicker, "test_panicker_main");
-
-/// Makes a call that raises an ERROR, three times, and carries on each time.
-struct GuardCaller;
-
-impl Worker for GuardCaller {
-    const NAME: &'static str = "test guard caller";
-    const TYPE: &'static str = "test_guard_caller";
-    const DATABASE_CONNECTION: bool = true;
-
-    fn main(_arg: i64) -> Result<()> {
-        worker::connect(worker::Connection::new(worker::Database::None))?;
-        let input = CString::new("not a number").unwrap();
-        let arg = input.as_ptr() as pg_sys::Datum;
-        for round in 1..=3 {
-            // SAFETY: int4in takes a C string Datum; DirectFunctionCall1Coll builds the call.
-            let result = guard(|| unsafe {
-                pg_sys::DirectFunctionCall1Coll(Some(pg_sys::int4in), pg_sys::InvalidOid, arg)
-            });
-            match result {
-                Ok(v) => log!("guarded call unexpectedly returned {v}"),
-                Err(e) => log!(
-                    "guarded call {round} failed: SQLSTATE {}: {}",
-                    e.sqlstate,
-                    e.message
-                ),
-            }
-        }
-        log!("guard caller still running after 3 caught errors");
-        while !signals::shutdown_requested() {
-            latch::wait(None)?;
-        }
-        Ok(())
-    }
-}
-bgworker::export_worker!(GuardCaller, "test_guard_caller_main");
-
-/// Returns an error value with detail and hint from its main function.
-struct ErrReturner;
-
-impl Worker for ErrReturner {
-    const NAME: &'static str = "test error returner";
-
-    fn main(_arg: i64) -> Result<()> {
-        Err(
-            PgError::new(SqlState::INVALID_PARAMETER_VALUE, "returned error: 50% bad")
-                .with_detail("detail of the returned error")
-                .with_hint("hint of the returned error")
-                .into(),
-        )
-    }
-}
-bgworker::export_worker!(ErrReturner, "test_err_returner_main");
 
 bgworker::pg_init!({
     START.define()?;
+    DATABASE.define()?;
+    INT.define()?;
+    REAL.define()?;
+    BOOL.define()?;
+    STRING.define()?;
+    ENUM.define()?;
     guc::reserve_prefix(c"test_workers")?;
+    // SAFETY: reading a plain server global.
+    if unsafe { bgworker::pg_sys::process_shared_preload_libraries_in_progress } {
+        shared::request()?;
+    }
     for name in START.get().unwrap_or_default().split(',').map(str::trim) {
         match name {
-            "panicker" => Panicker::register()?,
-            "guard_caller" => GuardCaller::register()?,
-            "err_returner" => ErrReturner::register()?,
+            "panicker" => failing::Panicker::register()?,
+            "guard_caller" => failing::GuardCaller::register()?,
+            "err_returner" => failing::ErrReturner::register()?,
             "" => {}
             other => return Err(Error::msg(format!("unknown test worker \"{other}\""))),
         }

@@ -1,0 +1,136 @@
+//! SQL-callable functions (fmgr version 1): [`sql_function!`](crate::sql_function!).
+//!
+//! Arguments and results go through the same [`FromSql`]/[`ToSql`] traits as SPI; an `Err`
+//! or a panic in the body is raised as a SQL ERROR with its SQLSTATE.
+
+use crate::datum::{FromSql, ToSql};
+use crate::error::{Error, Result};
+use crate::guard::guard;
+use crate::pg_sys::{self, Datum, Oid};
+
+/// The record `pg_finfo_<name>` returns: "this function uses calling convention 1".
+#[doc(hidden)]
+pub static FINFO_V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+
+/// Declares a SQL-callable function. Write it as a Rust function returning a plain value
+/// (`Option<T>` for a nullable result, `()` for `void`); it runs as `Result<T>` so `?` works.
+/// The macro exports the C symbol `name` and its `pg_finfo_name` record.
+///
+/// ```ignore
+/// bgworker::sql_function! {
+///     fn add_one(x: i32) -> i32 {
+///         x.checked_add(1).ok_or_else(|| bgworker::Error::msg("integer out of range"))
+///     }
+/// }
+/// // CREATE FUNCTION add_one(int4) RETURNS int4 AS 'MODULE_PATHNAME', 'add_one' LANGUAGE C STRICT;
+/// ```
+#[macro_export]
+macro_rules! sql_function {
+    ($(#[$attr:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
+        const _: () = {
+            #[export_name = concat!("pg_finfo_", stringify!($name))]
+            extern "C" fn finfo() -> *const $crate::pg_sys::Pg_finfo_record {
+                &$crate::fmgr::FINFO_V1
+            }
+
+            #[export_name = stringify!($name)]
+            extern "C" fn call(fcinfo: $crate::pg_sys::FunctionCallInfo) -> $crate::pg_sys::Datum {
+                $(#[$attr])*
+                #[allow(clippy::unnecessary_wraps)]
+                fn body($($arg: $ty),*) -> $crate::Result<$ret> $body
+
+                $crate::entry::run_returning(|| {
+                    // SAFETY: PostgreSQL passes a valid fcinfo to every V1 function.
+                    let mut call = unsafe { $crate::fmgr::Call::new(fcinfo, <[&str]>::len(&[$(stringify!($arg)),*]))? };
+                    $( let $arg: $ty = call.arg()?; )*
+                    call.ret(&body($($arg),*)?)
+                })
+            }
+        };
+    };
+}
+
+/// Argument and result handling for [`sql_function!`](crate::sql_function!). Not for direct use.
+#[doc(hidden)]
+pub struct Call {
+    fcinfo: pg_sys::FunctionCallInfo,
+    next: usize,
+}
+
+impl Call {
+    /// # Safety
+    /// `fcinfo` must be the call information PostgreSQL passed to a V1 function.
+    pub unsafe fn new(fcinfo: pg_sys::FunctionCallInfo, rust_args: usize) -> Result<Call> {
+        // SAFETY: guaranteed by the caller.
+        let nargs = unsafe { (*fcinfo).nargs } as usize;
+        if nargs != rust_args {
+            return Err(Error::msg(format!(
+                "the SQL declaration passes {nargs} arguments, the Rust function takes {rust_args}"
+            )));
+        }
+        Ok(Call { fcinfo, next: 0 })
+    }
+
+    fn arg_type(&self, index: usize) -> Result<Oid> {
+        let (fcinfo, i) = (self.fcinfo, index as i32);
+        // SAFETY: flinfo is valid for the call; returns InvalidOid when not known.
+        let oid = guard(|| unsafe { pg_sys::get_fn_expr_argtype((*fcinfo).flinfo, i) })?;
+        if oid != pg_sys::InvalidOid {
+            return Ok(oid);
+        }
+        let mut types: *mut Oid = std::ptr::null_mut();
+        let mut n = 0i32;
+        let (t, c) = (&mut types as *mut *mut Oid, &mut n as *mut i32);
+        // SAFETY: looks up the function's declared signature; out pointers valid.
+        guard(|| unsafe {
+            pg_sys::get_func_signature((*fcinfo).flinfo.as_ref().map_or(0, |f| f.fn_oid), t, c)
+        })?;
+        if index >= n as usize {
+            return Err(Error::msg("argument type unknown"));
+        }
+        // SAFETY: `types` holds `n` entries.
+        Ok(unsafe { *types.add(index) })
+    }
+
+    pub fn arg<T: FromSql>(&mut self) -> Result<T> {
+        let index = self.next;
+        self.next += 1;
+        let oid = self.arg_type(index)?;
+        if !T::accepts(oid) {
+            return Err(Error::Conversion(format!(
+                "argument {} has type {}, which Rust type {} cannot read (it reads {})",
+                index + 1,
+                crate::datum::type_name(oid),
+                std::any::type_name::<T>(),
+                T::sql_name()
+            )));
+        }
+        // SAFETY: `index` < nargs (checked in `new`); args is a flexible array of nargs.
+        let arg = unsafe { *(*self.fcinfo).args.as_ptr().add(index) };
+        // SAFETY: the Datum is of type `oid` unless NULL.
+        unsafe { T::from_datum(arg.value, arg.isnull, oid) }.map_err(|e| match e {
+            Error::Conversion(m) => Error::Conversion(format!("argument {}: {m}", index + 1)),
+            other => other,
+        })
+    }
+
+    pub fn ret<T: ToSql + ?Sized>(&self, value: &T) -> Result<Datum> {
+        match value.to_datum()? {
+            Some(d) => Ok(d),
+            None => {
+                // SAFETY: setting the NULL flag of our own call.
+                unsafe { (*self.fcinfo).isnull = true };
+                Ok(0)
+            }
+        }
+    }
+}
+
+impl ToSql for () {
+    fn sql_type(&self) -> Oid {
+        pg_sys::VOIDOID
+    }
+    fn to_datum(&self) -> Result<Option<Datum>> {
+        Ok(Some(0))
+    }
+}

@@ -1,0 +1,677 @@
+//! The Server Programming Interface: running SQL inside the server.
+//!
+//! An [`Spi`] exists only inside [`xact::transaction`](crate::xact::transaction) (a worker's
+//! own transaction) or [`xact::within_current`](crate::xact::within_current) (inside a SQL
+//! function). Parameters are passed as `$1, $2, ...` with Rust values ([`ToSql`]), never
+//! spliced into the text; rows come back as Rust values ([`FromRow`]).
+//!
+//! ```no_run
+//! use bgworker::xact;
+//! let names: Vec<(i32, String)> = xact::transaction(|spi| {
+//!     spi.execute("CREATE TABLE IF NOT EXISTS t (id int, name text)", &[])?;
+//!     spi.execute("INSERT INTO t VALUES ($1, $2)", &[&1, &"one"])?;
+//!     spi.query("SELECT id, name FROM t WHERE id > $1", &[&0])
+//! })?;
+//! # Ok::<(), bgworker::Error>(())
+//! ```
+//!
+//! After a PostgreSQL ERROR, the transaction (or subtransaction) is unusable until it is
+//! rolled back: further statements fail with an error saying so, and the enclosing
+//! [`xact::transaction`](crate::xact::transaction) aborts it. Use
+//! [`Spi::subtransaction`] to try a statement and carry on after it fails.
+
+use std::ffi::{c_char, CStr, CString};
+
+use crate::datum::{type_name, FromSql, ToSql};
+use crate::error::{Error, Result};
+use crate::guard::guard;
+use crate::pg_sys::{self, Datum, Oid};
+
+/// A connection to SPI, valid for one transaction (see the [module documentation](self)).
+pub struct Spi {
+    /// Set when a PostgreSQL ERROR was caught at the current (sub)transaction level.
+    failed: bool,
+    /// The activity last reported to pg_stat_activity, to avoid re-reporting in loops.
+    reported: Option<String>,
+}
+
+/// One row of a result, handed to [`FromRow::from_row`].
+pub struct Row {
+    tuple: pg_sys::HeapTuple,
+    tupdesc: pg_sys::TupleDesc,
+}
+
+impl Row {
+    /// The number of columns.
+    pub fn len(&self) -> usize {
+        // SAFETY: `tupdesc` is the valid descriptor of the current result.
+        unsafe { (*self.tupdesc).natts as usize }
+    }
+
+    /// Whether the row has no columns.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The name of column `index` (0-based).
+    pub fn column_name(&self, index: usize) -> String {
+        let (desc, n) = (self.tupdesc, index as i32 + 1);
+        // SAFETY: SPI_fname returns a palloc'd copy of the name, or NULL for a bad index.
+        match guard(|| unsafe { pg_sys::SPI_fname(desc, n) }) {
+            Ok(p) if !p.is_null() => {
+                // SAFETY: a palloc'd C string.
+                let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
+                // SAFETY: palloc'd, not used again.
+                unsafe { pg_sys::pfree(p.cast()) };
+                s
+            }
+            _ => format!("#{}", index + 1),
+        }
+    }
+
+    /// Column `index` (0-based) as `T`. A NULL needs `Option<T>`; a SQL type that `T` cannot
+    /// hold is an error naming the column and both types.
+    ///
+    /// ```no_run
+    /// # use bgworker::spi::{FromRow, Row};
+    /// struct Item { id: i64, label: Option<String> }
+    /// impl FromRow for Item {
+    ///     fn from_row(row: &Row) -> bgworker::Result<Self> {
+    ///         Ok(Item { id: row.get(0)?, label: row.get(1)? })
+    ///     }
+    /// }
+    /// ```
+    pub fn get<T: FromSql>(&self, index: usize) -> Result<T> {
+        if index >= self.len() {
+            return Err(Error::Conversion(format!(
+                "column index {index} is out of range: the row has {} columns",
+                self.len()
+            )));
+        }
+        let (desc, n) = (self.tupdesc, index as i32 + 1);
+        // SAFETY: a valid descriptor and a column number in range.
+        let oid = unsafe { pg_sys::SPI_gettypeid(desc, n) };
+        if !T::accepts(oid) {
+            return Err(Error::Conversion(format!(
+                "column \"{}\" has type {}, which Rust type {} cannot read (it reads {})",
+                self.column_name(index),
+                type_name(oid),
+                std::any::type_name::<T>(),
+                T::sql_name()
+            )));
+        }
+        let mut is_null = false;
+        let null_out = &mut is_null as *mut bool;
+        let tuple = self.tuple;
+        // SAFETY: a valid tuple of this descriptor; no detoasting happens here.
+        let datum = unsafe { pg_sys::SPI_getbinval(tuple, desc, n, null_out) };
+        // SAFETY: `datum` is of type `oid` unless NULL.
+        unsafe { T::from_datum(datum, is_null, oid) }.map_err(|e| match e {
+            Error::Conversion(m) => {
+                Error::Conversion(format!("column \"{}\": {m}", self.column_name(index)))
+            }
+            other => other,
+        })
+    }
+}
+
+/// Reading a whole row into a Rust value: implemented for every [`FromSql`] type (a
+/// one-column row), for tuples of up to eight of them, and by hand for your structs.
+///
+/// ```no_run
+/// # use bgworker::spi::{FromRow, Row};
+/// struct Point { x: f64, y: f64 }
+/// impl FromRow for Point {
+///     fn from_row(row: &Row) -> bgworker::Result<Self> {
+///         Ok(Point { x: row.get(0)?, y: row.get(1)? })
+///     }
+/// }
+/// ```
+pub trait FromRow: Sized {
+    /// Builds the value from the row.
+    fn from_row(row: &Row) -> Result<Self>;
+}
+
+impl<T: FromSql> FromRow for T {
+    fn from_row(row: &Row) -> Result<Self> {
+        if row.len() != 1 {
+            return Err(Error::Conversion(format!(
+                "the row has {} columns; a single {} reads one",
+                row.len(),
+                std::any::type_name::<T>()
+            )));
+        }
+        row.get(0)
+    }
+}
+
+macro_rules! tuple_from_row {
+    ($($t:ident $i:tt),+) => {
+        impl<$($t: FromSql),+> FromRow for ($($t,)+) {
+            fn from_row(row: &Row) -> Result<Self> {
+                Ok(($(row.get::<$t>($i)?,)+))
+            }
+        }
+    };
+}
+tuple_from_row!(A 0);
+tuple_from_row!(A 0, B 1);
+tuple_from_row!(A 0, B 1, C 2);
+tuple_from_row!(A 0, B 1, C 2, D 3);
+tuple_from_row!(A 0, B 1, C 2, D 3, E 4);
+tuple_from_row!(A 0, B 1, C 2, D 3, E 4, F 5);
+tuple_from_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+tuple_from_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+
+/// Statement parameters converted to Datums; by-reference values are freed on drop.
+struct Params {
+    types: Vec<Oid>,
+    values: Vec<Datum>,
+    nulls: Vec<c_char>,
+    allocated: Vec<Datum>,
+}
+
+impl Params {
+    fn new(params: &[&dyn ToSql]) -> Result<Params> {
+        let mut p = Params {
+            types: Vec::with_capacity(params.len()),
+            values: Vec::with_capacity(params.len()),
+            nulls: Vec::with_capacity(params.len()),
+            allocated: Vec::new(),
+        };
+        for param in params {
+            let oid = param.sql_type();
+            p.types.push(oid);
+            match param.to_datum()? {
+                Some(d) => {
+                    p.values.push(d);
+                    p.nulls.push(b' ' as c_char);
+                    if !is_by_value(oid) {
+                        p.allocated.push(d);
+                    }
+                }
+                None => {
+                    p.values.push(0);
+                    p.nulls.push(b'n' as c_char);
+                }
+            }
+        }
+        Ok(p)
+    }
+}
+
+impl Drop for Params {
+    fn drop(&mut self) {
+        for &d in &self.allocated {
+            // SAFETY: each was palloc'd by ToSql::to_datum for this statement only.
+            unsafe { pg_sys::pfree(d as *mut std::ffi::c_void) };
+        }
+    }
+}
+
+fn is_by_value(oid: Oid) -> bool {
+    matches!(
+        oid,
+        pg_sys::BOOLOID
+            | pg_sys::INT2OID
+            | pg_sys::INT4OID
+            | pg_sys::INT8OID
+            | pg_sys::FLOAT4OID
+            | pg_sys::FLOAT8OID
+            | pg_sys::OIDOID
+    )
+}
+
+fn sql_text(sql: &str) -> Result<CString> {
+    CString::new(sql).map_err(|_| Error::Nul { field: "SQL text" })
+}
+
+fn spi_result(rc: i32, what: &str) -> Result<()> {
+    if rc >= 0 {
+        return Ok(());
+    }
+    // SAFETY: returns a static string for any code.
+    let name = unsafe { CStr::from_ptr(pg_sys::SPI_result_code_string(rc)) }.to_string_lossy();
+    Err(Error::msg(format!("{what} failed: {name}")))
+}
+
+/// Converts and frees the current `SPI_tuptable`.
+fn take_rows<R: FromRow>() -> Result<Vec<R>> {
+    // SAFETY: SPI_tuptable/SPI_processed describe the result of the statement just run; we
+    // free the table when done so that loops do not accumulate results.
+    unsafe {
+        let table = pg_sys::SPI_tuptable;
+        if table.is_null() {
+            return Ok(Vec::new());
+        }
+        let count = pg_sys::SPI_processed as usize;
+        let tupdesc = (*table).tupdesc;
+        let mut out = Vec::with_capacity(count);
+        let mut result = Ok(());
+        for i in 0..count {
+            let row = Row {
+                tuple: *(*table).vals.add(i),
+                tupdesc,
+            };
+            match R::from_row(&row) {
+                Ok(v) => out.push(v),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        pg_sys::SPI_freetuptable(table);
+        pg_sys::SPI_tuptable = std::ptr::null_mut();
+        result.map(|()| out)
+    }
+}
+
+fn free_tuptable() {
+    // SAFETY: freeing the current result (or nothing) is always allowed while connected.
+    unsafe {
+        if !pg_sys::SPI_tuptable.is_null() {
+            pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable);
+            pg_sys::SPI_tuptable = std::ptr::null_mut();
+        }
+    }
+}
+
+impl Spi {
+    pub(crate) fn new() -> Spi {
+        Spi {
+            failed: false,
+            reported: None,
+        }
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        if self.failed {
+            return Err(Error::WrongContext(
+                "current transaction is aborted after an error; return the error (or use a \
+                 subtransaction) so it can be rolled back"
+                    .to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records a caught PostgreSQL ERROR: the current (sub)transaction must be rolled back.
+    fn track<T>(&mut self, result: Result<T>) -> Result<T> {
+        if matches!(result, Err(Error::Postgres(_))) {
+            self.failed = true;
+        }
+        result
+    }
+
+    pub(crate) fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Shows `activity` as this process's query in `pg_stat_activity` (state `active`).
+    ///
+    /// ```no_run
+    /// bgworker::xact::transaction(|spi| {
+    ///     spi.report_activity("vacuuming the queue");
+    ///     Ok(())
+    /// })?;
+    /// # Ok::<(), bgworker::Error>(())
+    /// ```
+    pub fn report_activity(&mut self, activity: &str) {
+        if self.reported.as_deref() == Some(activity) {
+            return;
+        }
+        let text = crate::elog::to_cstring(activity);
+        let ptr = text.as_ptr();
+        // SAFETY: pgstat_report_activity copies the string into shared memory.
+        let _ = guard(|| unsafe {
+            pg_sys::pgstat_report_activity(pg_sys::BackendState_STATE_RUNNING, ptr)
+        });
+        self.reported = Some(activity.to_string());
+    }
+
+    fn run(
+        &mut self,
+        sql: &str,
+        params: &[&dyn ToSql],
+        read_only: bool,
+        limit: i64,
+    ) -> Result<u64> {
+        self.check_usable()?;
+        self.report_activity(sql);
+        let text = sql_text(sql)?;
+        let mut p = Params::new(params)?;
+        let (src, n, types, values, nulls) = (
+            text.as_ptr(),
+            p.types.len() as i32,
+            p.types.as_mut_ptr(),
+            p.values.as_mut_ptr(),
+            p.nulls.as_ptr(),
+        );
+        // SAFETY: all arrays hold `n` entries and outlive the call.
+        let rc = guard(|| unsafe {
+            pg_sys::SPI_execute_with_args(src, n, types, values, nulls, read_only, limit as _)
+        });
+        let rc = self.track(rc.map_err(Error::from))?;
+        spi_result(rc, "SPI_execute_with_args")?;
+        // SAFETY: set by the statement just run.
+        Ok(unsafe { pg_sys::SPI_processed })
+    }
+
+    /// Runs a read-only query and returns its rows.
+    ///
+    /// ```no_run
+    /// bgworker::xact::transaction(|spi| {
+    ///     let n: i64 = spi.query_one("SELECT count(*) FROM pg_class WHERE relkind = $1", &[&"r"])?;
+    ///     Ok(())
+    /// })?;
+    /// # Ok::<(), bgworker::Error>(())
+    /// ```
+    pub fn query<R: FromRow>(&mut self, sql: &str, params: &[&dyn ToSql]) -> Result<Vec<R>> {
+        self.run(sql, params, true, 0)?;
+        take_rows()
+    }
+
+    /// Runs a read-only query that must return exactly one row.
+    pub fn query_one<R: FromRow>(&mut self, sql: &str, params: &[&dyn ToSql]) -> Result<R> {
+        let mut rows = self.query::<R>(sql, params)?;
+        match rows.len() {
+            1 => Ok(rows.remove(0)),
+            n => Err(Error::msg(format!("expected one row, got {n}"))),
+        }
+    }
+
+    /// Runs a read-only query that returns at most one row.
+    pub fn query_opt<R: FromRow>(&mut self, sql: &str, params: &[&dyn ToSql]) -> Result<Option<R>> {
+        let mut rows = self.query::<R>(sql, params)?;
+        match rows.len() {
+            0 => Ok(None),
+            1 => Ok(Some(rows.remove(0))),
+            n => Err(Error::msg(format!("expected at most one row, got {n}"))),
+        }
+    }
+
+    /// Runs a statement that may write; returns the number of rows processed.
+    ///
+    /// ```no_run
+    /// bgworker::xact::transaction(|spi| {
+    ///     let deleted = spi.execute("DELETE FROM queue WHERE done", &[])?;
+    ///     Ok(())
+    /// })?;
+    /// # Ok::<(), bgworker::Error>(())
+    /// ```
+    pub fn execute(&mut self, sql: &str, params: &[&dyn ToSql]) -> Result<u64> {
+        let n = self.run(sql, params, false, 0)?;
+        free_tuptable();
+        Ok(n)
+    }
+
+    /// Runs a statement that may write and returns its rows (`... RETURNING`).
+    pub fn execute_returning<R: FromRow>(
+        &mut self,
+        sql: &str,
+        params: &[&dyn ToSql],
+    ) -> Result<Vec<R>> {
+        self.run(sql, params, false, 0)?;
+        take_rows()
+    }
+
+    /// Prepares a statement whose plan is kept across transactions (`SPI_prepare` +
+    /// `SPI_keepplan`). `types` are the parameters' OIDs (`i32::OID` with
+    /// [`SqlType`](crate::datum::SqlType)).
+    ///
+    /// ```no_run
+    /// use bgworker::datum::SqlType;
+    /// let stmt = bgworker::xact::transaction(|spi| spi.prepare("SELECT $1 + 1", &[i32::OID]))?;
+    /// let two: i32 = bgworker::xact::transaction(|spi| spi.query_prepared_one(&stmt, &[&1]))?;
+    /// # Ok::<(), bgworker::Error>(())
+    /// ```
+    pub fn prepare(&mut self, sql: &str, types: &[Oid]) -> Result<Statement> {
+        self.check_usable()?;
+        let text = sql_text(sql)?;
+        let mut types = types.to_vec();
+        let (src, n, t) = (text.as_ptr(), types.len() as i32, types.as_mut_ptr());
+        // SAFETY: `types` holds `n` OIDs and outlives the call.
+        let plan = guard(|| unsafe { pg_sys::SPI_prepare(src, n, t) });
+        let plan = self.track(plan.map_err(Error::from))?;
+        if plan.is_null() {
+            // SAFETY: SPI_result holds the failure code.
+            return Err(spi_result(unsafe { pg_sys::SPI_result }, "SPI_prepare")
+                .err()
+                .unwrap_or_else(|| Error::msg("SPI_prepare failed")));
+        }
+        // SAFETY: `plan` is a fresh plan; keeping it moves it out of the procedure context.
+        let rc = guard(|| unsafe { pg_sys::SPI_keepplan(plan) })?;
+        spi_result(rc, "SPI_keepplan")?;
+        Ok(Statement {
+            plan,
+            types,
+            sql: sql.to_string(),
+        })
+    }
+
+    fn run_prepared(
+        &mut self,
+        stmt: &Statement,
+        params: &[&dyn ToSql],
+        read_only: bool,
+    ) -> Result<u64> {
+        self.check_usable()?;
+        if params.len() != stmt.types.len() {
+            return Err(Error::msg(format!(
+                "the statement takes {} parameters, {} given",
+                stmt.types.len(),
+                params.len()
+            )));
+        }
+        self.report_activity(&stmt.sql);
+        let p = Params::new(params)?;
+        for (i, (given, wanted)) in p.types.iter().zip(&stmt.types).enumerate() {
+            if given != wanted {
+                return Err(Error::Conversion(format!(
+                    "parameter ${} is {}, the statement was prepared for {}",
+                    i + 1,
+                    type_name(*given),
+                    type_name(*wanted)
+                )));
+            }
+        }
+        let (plan, values, nulls) = (stmt.plan, p.values.as_ptr() as *mut Datum, p.nulls.as_ptr());
+        // SAFETY: a kept plan; arrays match its parameter count and outlive the call.
+        let rc = guard(|| unsafe { pg_sys::SPI_execute_plan(plan, values, nulls, read_only, 0) });
+        let rc = self.track(rc.map_err(Error::from))?;
+        spi_result(rc, "SPI_execute_plan")?;
+        // SAFETY: set by the statement just run.
+        Ok(unsafe { pg_sys::SPI_processed })
+    }
+
+    /// Runs a prepared read-only query.
+    pub fn query_prepared<R: FromRow>(
+        &mut self,
+        stmt: &Statement,
+        params: &[&dyn ToSql],
+    ) -> Result<Vec<R>> {
+        self.run_prepared(stmt, params, true)?;
+        take_rows()
+    }
+
+    /// Runs a prepared read-only query that must return exactly one row.
+    pub fn query_prepared_one<R: FromRow>(
+        &mut self,
+        stmt: &Statement,
+        params: &[&dyn ToSql],
+    ) -> Result<R> {
+        let mut rows = self.query_prepared::<R>(stmt, params)?;
+        match rows.len() {
+            1 => Ok(rows.remove(0)),
+            n => Err(Error::msg(format!("expected one row, got {n}"))),
+        }
+    }
+
+    /// Runs a prepared statement that may write; returns the number of rows processed.
+    pub fn execute_prepared(&mut self, stmt: &Statement, params: &[&dyn ToSql]) -> Result<u64> {
+        let n = self.run_prepared(stmt, params, false)?;
+        free_tuptable();
+        Ok(n)
+    }
+
+    /// Opens a read-only cursor; [`Cursor::fetch`] reads it in batches, so a table of any size
+    /// is read in constant memory.
+    ///
+    /// ```no_run
+    /// bgworker::xact::transaction(|spi| {
+    ///     let mut cursor = spi.cursor("SELECT x FROM big", &[])?;
+    ///     loop {
+    ///         let batch: Vec<f64> = cursor.fetch(1000)?;
+    ///         if batch.is_empty() { break; }
+    ///     }
+    ///     Ok(())
+    /// })?;
+    /// # Ok::<(), bgworker::Error>(())
+    /// ```
+    pub fn cursor(&mut self, sql: &str, params: &[&dyn ToSql]) -> Result<Cursor<'_>> {
+        self.check_usable()?;
+        self.report_activity(sql);
+        let text = sql_text(sql)?;
+        let mut p = Params::new(params)?;
+        let (src, n, types, values, nulls) = (
+            text.as_ptr(),
+            p.types.len() as i32,
+            p.types.as_mut_ptr(),
+            p.values.as_mut_ptr(),
+            p.nulls.as_ptr(),
+        );
+        // SAFETY: arrays hold `n` entries; the portal copies the parameter values.
+        let portal = guard(|| unsafe {
+            pg_sys::SPI_cursor_open_with_args(
+                std::ptr::null(),
+                src,
+                n,
+                types,
+                values,
+                nulls,
+                true,
+                0,
+            )
+        });
+        let portal = self.track(portal.map_err(Error::from))?;
+        if portal.is_null() {
+            return Err(Error::msg("SPI_cursor_open_with_args returned no cursor"));
+        }
+        Ok(Cursor { portal, spi: self })
+    }
+
+    /// Runs `f` in a subtransaction: if it fails (an error value, a PostgreSQL ERROR or a
+    /// panic), only the subtransaction is rolled back and the error returned; the enclosing
+    /// transaction goes on.
+    ///
+    /// ```no_run
+    /// bgworker::xact::transaction(|spi| {
+    ///     if let Err(e) = spi.subtransaction(|spi| spi.execute("INSERT INTO t VALUES (1)", &[])) {
+    ///         bgworker::log!("insert failed, going on: {e}");
+    ///     }
+    ///     spi.execute("INSERT INTO log VALUES ('done')", &[])
+    /// })?;
+    /// # Ok::<(), bgworker::Error>(())
+    /// ```
+    pub fn subtransaction<R>(&mut self, f: impl FnOnce(&mut Spi) -> Result<R>) -> Result<R> {
+        self.check_usable()?;
+        crate::xact::in_subtransaction(self, f)
+    }
+
+    pub(crate) fn reset_failed(&mut self, failed: bool) {
+        self.failed = failed;
+    }
+}
+
+/// A prepared statement whose plan outlives transactions; see [`Spi::prepare`]. Freed on drop.
+pub struct Statement {
+    plan: pg_sys::SPIPlanPtr,
+    types: Vec<Oid>,
+    sql: String,
+}
+
+impl Drop for Statement {
+    fn drop(&mut self) {
+        let plan = self.plan;
+        // SAFETY: a kept plan owned by this value; SPI_freeplan works outside SPI too.
+        let _ = guard(|| unsafe { pg_sys::SPI_freeplan(plan) });
+    }
+}
+
+/// An open cursor; see [`Spi::cursor`]. Closed on drop.
+pub struct Cursor<'s> {
+    portal: pg_sys::Portal,
+    spi: &'s mut Spi,
+}
+
+impl Cursor<'_> {
+    /// Fetches up to `count` rows; an empty result means the cursor is exhausted.
+    pub fn fetch<R: FromRow>(&mut self, count: usize) -> Result<Vec<R>> {
+        self.spi.check_usable()?;
+        let (portal, n) = (self.portal, count as std::ffi::c_long);
+        // SAFETY: an open portal of this transaction.
+        let r = guard(|| unsafe { pg_sys::SPI_cursor_fetch(portal, true, n) });
+        self.spi.track(r.map_err(Error::from))?;
+        take_rows()
+    }
+}
+
+impl Drop for Cursor<'_> {
+    fn drop(&mut self) {
+        if self.spi.failed {
+            // The (sub)transaction's abort closes the portal; closing it here could touch
+            // a portal that is being torn down.
+            return;
+        }
+        let portal = self.portal;
+        // SAFETY: an open portal created by this cursor.
+        let _ = guard(|| unsafe { pg_sys::SPI_cursor_close(portal) });
+    }
+}
+
+/// Quotes an identifier with PostgreSQL's own `quote_identifier` (only when needed).
+///
+/// ```no_run
+/// assert_eq!(bgworker::spi::quote_identifier("my table")?, "\"my table\"");
+/// assert_eq!(bgworker::spi::quote_identifier("plain")?, "plain");
+/// # Ok::<(), bgworker::Error>(())
+/// ```
+pub fn quote_identifier(ident: &str) -> Result<String> {
+    let text = CString::new(ident).map_err(|_| Error::Nul {
+        field: "identifier",
+    })?;
+    let ptr = text.as_ptr();
+    // SAFETY: returns either its argument or a palloc'd quoted copy.
+    let quoted = guard(|| unsafe { pg_sys::quote_identifier(ptr) })?;
+    // SAFETY: a NUL-terminated string, ours or palloc'd.
+    let out = unsafe { CStr::from_ptr(quoted) }
+        .to_string_lossy()
+        .into_owned();
+    if quoted != ptr {
+        // SAFETY: palloc'd by quote_identifier, not used again.
+        unsafe { pg_sys::pfree(quoted as *mut std::ffi::c_void) };
+    }
+    Ok(out)
+}
+
+/// Quotes a string literal with PostgreSQL's own `quote_literal_cstr`. Prefer parameters;
+/// this is for the few places (DDL) that take no parameters.
+///
+/// ```no_run
+/// assert_eq!(bgworker::spi::quote_literal("it's")?, "'it''s'");
+/// # Ok::<(), bgworker::Error>(())
+/// ```
+pub fn quote_literal(value: &str) -> Result<String> {
+    let text = CString::new(value).map_err(|_| Error::Nul { field: "literal" })?;
+    let ptr = text.as_ptr();
+    // SAFETY: returns a palloc'd quoted copy.
+    let quoted = guard(|| unsafe { pg_sys::quote_literal_cstr(ptr) })?;
+    // SAFETY: palloc'd C string.
+    let out = unsafe { CStr::from_ptr(quoted) }
+        .to_string_lossy()
+        .into_owned();
+    // SAFETY: palloc'd, not used again.
+    unsafe { pg_sys::pfree(quoted as *mut std::ffi::c_void) };
+    Ok(out)
+}
