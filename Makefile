@@ -63,6 +63,11 @@ demo: setup
 	$(CARGO) build $(CARGO_FLAGS) -p bgworker-examples --examples
 	$(CARGO) run $(CARGO_FLAGS) -p bgworker-tests --bin demo
 
+bench: setup
+	$(CARGO) build $(CARGO_FLAGS) -p bgworker-examples --examples
+	$(CARGO) build $(CARGO_FLAGS) -p bgworker-test-workers
+	$(CARGO) run $(CARGO_FLAGS) -p bgworker-tests --bin bench
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --features bgworker/testing -- -D warnings

@@ -236,6 +236,7 @@ fn builder_for(kind: &str) -> Result<Builder> {
         "latch_probe" => LatchProbe::builder(),
         "connect_as" => ConnectAs::builder(),
         "mq_echo" => crate::shared::MqEcho::builder(),
+        "spi_bench" => crate::bench::SpiBench::builder(),
         other => return Err(Error::msg(format!("unknown worker kind {other:?}"))),
     })
 }
@@ -244,18 +245,27 @@ bgworker::sql_function! {
     /// Launches a worker and waits for it to start: its pid, or NULL when no slot is free.
     fn launch(kind: String, extra: Option<String>) -> Option<i32> {
         let mut builder = builder_for(&kind)?;
+        if let Some(arg) = extra.as_deref().and_then(|e| e.strip_prefix("arg=")) {
+            let arg = arg.parse().map_err(|_| Error::msg(format!("bad main argument {arg:?}")))?;
+            builder = builder.main_arg(arg);
+            return launch_builder(builder);
+        }
         if let Some(extra) = extra {
             builder = builder.extra(extra.replace('|', "\0").into_bytes());
         }
-        let handle = match builder.launch() {
-            Ok(h) => h,
-            Err(Error::NoFreeWorkerSlot) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        match handle.wait_for_startup()? {
-            Status::Started(pid) => Ok(Some(pid)),
-            other => Err(Error::msg(format!("worker did not start: {other:?}"))),
-        }
+        launch_builder(builder)
+    }
+}
+
+fn launch_builder(builder: Builder) -> Result<Option<i32>> {
+    let handle = match builder.launch() {
+        Ok(h) => h,
+        Err(Error::NoFreeWorkerSlot) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match handle.wait_for_startup()? {
+        Status::Started(pid) => Ok(Some(pid)),
+        other => Err(Error::msg(format!("worker did not start: {other:?}"))),
     }
 }
 

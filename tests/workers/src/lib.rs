@@ -3,6 +3,7 @@
 //! comma-separated list read when the library is preloaded; SQL functions are created by
 //! the tests with `CREATE FUNCTION ... AS 'bgworker_test_workers'`.
 
+mod bench;
 mod dynamic;
 mod failing;
 mod functions;
