@@ -72,6 +72,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --features bgworker/testing -- -D warnings
 	RUSTDOCFLAGS='-D warnings' $(CARGO) doc --workspace --no-deps --features bgworker/testing
+	python3 scripts/doc-examples.py bgworker/src
 
 clean:
 	$(CARGO) clean

@@ -16,6 +16,17 @@
 //!
 //! Reading a value as a type that cannot hold it is an error naming both types; cast in SQL
 //! (`SELECT n::float8`) when a lossy conversion is what you want.
+//!
+//! ```no_run
+//! use bgworker::datum::Numeric;
+//! bgworker::xact::transaction(|spi| {
+//!     let (exact, tags): (Numeric, Vec<Option<String>>) =
+//!         spi.query_one("SELECT $1::numeric * 2, ARRAY['a', NULL]", &[&Numeric::new("0.1")])?;
+//!     assert_eq!(exact.as_str(), "0.2");
+//!     Ok(())
+//! })?;
+//! # Ok::<(), bgworker::Error>(())
+//! ```
 
 use std::ffi::{c_char, CStr, CString};
 
@@ -59,6 +70,12 @@ pub trait FromSql: Sized {
 }
 
 /// A SQL type with a fixed OID, usable as an array element and inside `Option`.
+///
+/// ```
+/// use bgworker::datum::SqlType;
+/// assert_eq!(i32::OID, 23);
+/// assert_eq!(String::OID, 25);
+/// ```
 pub trait SqlType {
     /// The type's OID.
     const OID: Oid;
@@ -380,6 +397,11 @@ impl<T: FromSql> FromSql for Option<T> {
 }
 
 /// An array element type: a base type or `Option` of one (for NULL elements).
+///
+/// ```
+/// use bgworker::datum::ArrayElement;
+/// assert_eq!(<Option<i64> as ArrayElement>::ELEMENT_OID, 20);
+/// ```
 pub trait ArrayElement: ToSql {
     /// The element's SQL type.
     const ELEMENT_OID: Oid;
@@ -501,6 +523,11 @@ fn array_oid(element: Oid) -> Oid {
 }
 
 /// `Vec<T>` reads a one-dimensional array (or an empty one); `Vec<u8>` is `bytea` instead.
+///
+/// ```no_run
+/// let ids: Vec<i32> = bgworker::xact::within_current(|spi| spi.query_one("SELECT '{1,2}'::int4[]", &[]))?;
+/// # Ok::<(), bgworker::Error>(())
+/// ```
 pub trait ArrayFromSql: FromSql {}
 impl ArrayFromSql for bool {}
 impl ArrayFromSql for i16 {}
@@ -594,6 +621,10 @@ impl<T: ArrayFromSql> FromSql for Vec<T> {
 }
 
 /// The SQL name of a type, as `format_type_be` prints it (`integer`, `text[]`).
+///
+/// ```no_run
+/// assert_eq!(bgworker::datum::type_name(23), "integer");
+/// ```
 pub fn type_name(oid: Oid) -> String {
     // SAFETY: format_type_be returns a palloc'd string, also for unknown OIDs.
     match guard(|| unsafe { pg_sys::format_type_be(oid) }) {

@@ -25,6 +25,18 @@ use crate::pg_sys;
 use crate::worker::Handle;
 
 /// A mapped dynamic shared memory segment; detached when dropped.
+///
+/// ```no_run
+/// // In the worker, with the handle the backend passed as main argument:
+/// # let arg = 0i64;
+/// let segment = bgworker::dsm::Segment::attach(arg as u32)?;
+/// let mut requests = segment.receiver(0, None)?;
+/// let mut replies = segment.sender(16384, None)?;
+/// while let Some(message) = requests.receive()? {
+///     replies.send(&message)?;
+/// }
+/// # Ok::<(), bgworker::Error>(())
+/// ```
 pub struct Segment {
     raw: *mut pg_sys::dsm_segment,
     size: usize,
@@ -143,6 +155,13 @@ impl Drop for Segment {
 }
 
 /// The sending end of a message queue.
+///
+/// ```no_run
+/// # let segment = bgworker::dsm::Segment::create(16384)?;
+/// let mut to_worker = segment.sender(0, None)?;
+/// to_worker.send(b"work item 1")?;
+/// # Ok::<(), bgworker::Error>(())
+/// ```
 pub struct Sender<'s> {
     raw: *mut pg_sys::shm_mq_handle,
     _segment: PhantomData<&'s Segment>,
@@ -181,6 +200,16 @@ impl Drop for Sender<'_> {
 }
 
 /// The receiving end of a message queue.
+///
+/// ```no_run
+/// # let segment = bgworker::dsm::Segment::create(16384)?;
+/// let mut from_worker = segment.receiver(0, None)?;
+/// match from_worker.receive()? {
+///     Some(reply) => bgworker::log!("{} bytes back", reply.len()),
+///     None => bgworker::log!("the worker went away"),
+/// }
+/// # Ok::<(), bgworker::Error>(())
+/// ```
 pub struct Receiver<'s> {
     raw: *mut pg_sys::shm_mq_handle,
     _segment: PhantomData<&'s Segment>,

@@ -6,6 +6,12 @@
 //! Levels below ERROR return normally. For ERROR, return an [`Error`](crate::Error) from the
 //! worker or SQL function (or use [`error!`](crate::error!), which unwinds to the nearest
 //! entry point); the entry point then raises it from a frame that owns nothing.
+//!
+//! ```no_run
+//! let table = "orders";
+//! bgworker::log!("vacuumed {table}: 100% done");
+//! bgworker::warning!("{} rows skipped", 3);
+//! ```
 
 use std::ffi::CString;
 

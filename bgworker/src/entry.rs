@@ -5,6 +5,14 @@
 //! and it and any returned [`Error`] are raised as a PostgreSQL ERROR. The raise happens in
 //! `raise`, a frame that holds only a raw pointer, so the `longjmp` that `ereport(ERROR)`
 //! performs skips no destructor.
+//!
+//! ```ignore
+//! bgworker::pg_module_magic!();
+//! bgworker::pg_init!({
+//!     bgworker::log!("my library is loaded");
+//!     Ok(())
+//! });
+//! ```
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -44,6 +52,13 @@ where
 
 /// Like [`run`], for bodies that return a value (SQL functions). On failure the ERROR is
 /// raised and this function does not return.
+///
+/// ```no_run
+/// #[no_mangle]
+/// pub extern "C" fn answer_datum() -> usize {
+///     bgworker::entry::run_returning(|| Ok(42usize))
+/// }
+/// ```
 pub fn run_returning<F, R>(body: F) -> R
 where
     F: FnOnce() -> Result<R, Error>,

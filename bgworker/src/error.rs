@@ -4,6 +4,16 @@
 //! SQLSTATE, message, detail and hint the server reported. Everything else the safe layer can
 //! refuse (a name too long for its field, a full worker pool, a wrong column type...) has its
 //! own variant, so callers can match on what went wrong.
+//!
+//! ```no_run
+//! use bgworker::{Error, SqlState};
+//! match bgworker::xact::transaction(|spi| spi.execute("SELEC 1", &[])) {
+//!     Err(Error::Postgres(e)) if e.sqlstate == SqlState::SYNTAX_ERROR => bgworker::log!("typo: {}", e.message),
+//!     Err(other) => return Err(other),
+//!     Ok(_) => {}
+//! }
+//! # Ok::<(), bgworker::Error>(())
+//! ```
 
 use std::fmt;
 
@@ -250,6 +260,13 @@ impl From<PgError> for Error {
 }
 
 /// Shorthand for results of this crate.
+///
+/// ```
+/// fn parse(x: &str) -> bgworker::Result<i32> {
+///     x.parse().map_err(|_| bgworker::Error::msg("not a number"))
+/// }
+/// assert!(parse("x").is_err());
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]

@@ -2,6 +2,15 @@
 //!
 //! Arguments and results go through the same [`FromSql`]/[`ToSql`] traits as SPI; an `Err`
 //! or a panic in the body is raised as a SQL ERROR with its SQLSTATE.
+//!
+//! ```ignore
+//! bgworker::sql_function! {
+//!     fn greet(name: Option<String>) -> String {
+//!         Ok(format!("hello, {}", name.as_deref().unwrap_or("stranger")))
+//!     }
+//! }
+//! // CREATE FUNCTION greet(text) RETURNS text AS 'MODULE_PATHNAME', 'greet' LANGUAGE C;
+//! ```
 
 use crate::datum::{FromSql, ToSql};
 use crate::error::{Error, Result};

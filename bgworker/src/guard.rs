@@ -6,6 +6,16 @@
 //! and both own nothing with a destructor: the closure and its result are `Copy` (so they have
 //! no drop glue), and the trampoline's panic catcher is a plain call. Rust defines a jump over
 //! such "plain old frames" as sound; a jump over a frame with pending destructors would not be.
+//!
+//! ```no_run
+//! use bgworker::{guard, pg_sys};
+//! let oid = 0;
+//! // SAFETY: format_type_be takes any OID and returns a palloc'd string.
+//! match guard(|| unsafe { pg_sys::format_type_be(oid) }) {
+//!     Ok(_name) => {}
+//!     Err(e) => bgworker::log!("failed with {}: {}", e.sqlstate, e.message),
+//! }
+//! ```
 
 use std::any::Any;
 use std::ffi::{c_void, CStr};

@@ -25,6 +25,14 @@ use crate::guard::guard;
 use crate::pg_sys;
 
 /// Who may change a variable, and when it takes effect (`GucContext`).
+///
+/// ```ignore
+/// use bgworker::guc::{Context, GucBool};
+/// static VERBOSE: GucBool = GucBool::new(c"my_ext.verbose", c"Log more.", false)
+///     .context(Context::Superuser)
+///     .long_desc(c"Logs every step.");
+/// assert_eq!(VERBOSE.name(), "my_ext.verbose");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Context {
     /// Only at server start (`PGC_POSTMASTER`).
@@ -52,6 +60,11 @@ impl Context {
 }
 
 /// The unit of an integer or real variable, so users can write `'5min'` or `'64MB'`.
+///
+/// ```ignore
+/// use bgworker::guc::{GucInt, Unit};
+/// static BUDGET: GucInt = GucInt::new(c"my_ext.budget", c"Memory budget.", 1024, 64, 1 << 20).unit(Unit::Kilobytes);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unit {
     /// No unit.

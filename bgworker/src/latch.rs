@@ -5,6 +5,18 @@
 //! `CHECK_FOR_INTERRUPTS()`), except a pending shutdown request, which it leaves for the
 //! caller's loop to see through [`crate::signals::shutdown_requested`]
 //! so that the worker can finish cleanly.
+//!
+//! ```no_run
+//! use bgworker::latch::{self, Woke};
+//! use std::time::Duration;
+//! while !bgworker::signals::shutdown_requested() {
+//!     match latch::wait(Some(Duration::from_secs(5)))? {
+//!         Woke::Timeout => bgworker::log!("periodic work"),
+//!         Woke::Latch | Woke::Socket => {}
+//!     }
+//! }
+//! # Ok::<(), bgworker::Error>(())
+//! ```
 
 use std::time::Duration;
 
@@ -14,6 +26,14 @@ use crate::pg_sys;
 use crate::signals;
 
 /// Why a wait returned.
+///
+/// ```no_run
+/// use bgworker::latch::{self, Woke};
+/// if latch::wait(Some(std::time::Duration::from_millis(10)))? == Woke::Timeout {
+///     bgworker::log!("nothing happened");
+/// }
+/// # Ok::<(), bgworker::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Woke {
     /// The latch was set: a signal arrived (SIGHUP, SIGTERM) or another process called
@@ -26,6 +46,13 @@ pub enum Woke {
 }
 
 /// The wait event shown in `pg_stat_activity.wait_event` while waiting.
+///
+/// ```no_run
+/// use bgworker::latch::{self, WaitEvent};
+/// latch::wait_for(None, None, WaitEvent::EXTENSION)?;
+/// assert_eq!(WaitEvent::from_raw(WaitEvent::EXTENSION.raw()), WaitEvent::EXTENSION);
+/// # Ok::<(), bgworker::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WaitEvent(u32);
 
@@ -70,6 +97,16 @@ impl WaitEvent {
 }
 
 /// A socket to wait on as well as the latch.
+///
+/// ```no_run
+/// use bgworker::latch::{self, Socket, WaitEvent, Woke};
+/// # let fd = 0;
+/// let socket = Socket { fd, readable: true, writable: false };
+/// if latch::wait_for(None, Some(socket), WaitEvent::EXTENSION)? == Woke::Socket {
+///     // read from fd without blocking
+/// }
+/// # Ok::<(), bgworker::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Socket {
     /// The file descriptor.

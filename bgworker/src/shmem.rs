@@ -161,6 +161,14 @@ fn check_alignment<T>() -> Result<()> {
 }
 
 /// A value of type `T` in shared memory, initialised once by `init`.
+///
+/// ```ignore
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// static JOBS_DONE: bgworker::shmem::Shared<AtomicU64> =
+///     bgworker::shmem::Shared::new(c"my_ext jobs done", || AtomicU64::new(0));
+/// // in _PG_init: JOBS_DONE.request()?;
+/// JOBS_DONE.get()?.fetch_add(1, Ordering::Relaxed);
+/// ```
 pub struct Shared<T: 'static> {
     name: &'static CStr,
     init: fn() -> T,
@@ -219,6 +227,14 @@ impl<T: Send + Sync + 'static> Attach for Shared<T> {
 }
 
 /// A value of type `T` in shared memory behind its own LWLock (a named tranche of one lock).
+///
+/// ```ignore
+/// static QUEUE: bgworker::shmem::SharedLock<[i64; 16]> =
+///     bgworker::shmem::SharedLock::new(c"my_ext queue", || [0; 16]);
+/// // in _PG_init: QUEUE.request()?;
+/// QUEUE.exclusive()?[0] = 42;
+/// let first = QUEUE.share()?[0];
+/// ```
 pub struct SharedLock<T: 'static> {
     data: Shared<T>,
     lock: AtomicPtr<pg_sys::LWLock>,
@@ -289,6 +305,10 @@ impl<T: Send + Sync + 'static> Attach for SharedLock<T> {
 }
 
 /// Shared access to a [`SharedLock`]'s value; releases the lock when dropped.
+///
+/// ```ignore
+/// let total: i64 = QUEUE.share()?.iter().sum();
+/// ```
 pub struct ReadGuard<'a, T> {
     lock: *mut pg_sys::LWLock,
     data: &'a T,
@@ -308,6 +328,12 @@ impl<T> Drop for ReadGuard<'_, T> {
 }
 
 /// Exclusive access to a [`SharedLock`]'s value; releases the lock when dropped.
+///
+/// ```ignore
+/// let mut q = QUEUE.exclusive()?;
+/// q[1] += 1;
+/// drop(q); // released here
+/// ```
 pub struct WriteGuard<'a, T> {
     lock: *mut pg_sys::LWLock,
     data: *mut T,

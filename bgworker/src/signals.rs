@@ -5,6 +5,15 @@
 //! SIGHUP runs `SignalHandlerForConfigReload` (a flag plus the latch). Nothing happens inside
 //! the handlers beyond that; the loop asks [`shutdown_requested`] and calls
 //! [`reload_if_pending`].
+//!
+//! ```no_run
+//! use bgworker::{latch, signals};
+//! while !signals::shutdown_requested() {
+//!     latch::wait(Some(std::time::Duration::from_secs(10)))?;
+//!     signals::reload_if_pending()?;
+//! }
+//! # Ok::<(), bgworker::Error>(())
+//! ```
 
 use crate::error::Result;
 use crate::guard::guard;

@@ -28,6 +28,16 @@ use crate::guard::guard;
 use crate::pg_sys::{self, Datum, Oid};
 
 /// A connection to SPI, valid for one transaction (see the [module documentation](self)).
+///
+/// ```no_run
+/// bgworker::xact::transaction(|spi| {
+///     let n: i64 = spi.query_one("SELECT count(*) FROM pg_class", &[])?;
+///     let name: Option<String> = spi.query_opt("SELECT relname::text FROM pg_class WHERE oid = $1", &[&0u32])?;
+///     let gone: Vec<i32> = spi.execute_returning("DELETE FROM jobs WHERE done RETURNING id", &[])?;
+///     Ok(())
+/// })?;
+/// # Ok::<(), bgworker::Error>(())
+/// ```
 pub struct Spi {
     /// Set when a PostgreSQL ERROR was caught at the current (sub)transaction level.
     failed: bool,
@@ -36,6 +46,19 @@ pub struct Spi {
 }
 
 /// One row of a result, handed to [`FromRow::from_row`].
+///
+/// ```no_run
+/// # use bgworker::spi::{FromRow, Row};
+/// struct Column { name: String, nullable: bool }
+/// impl FromRow for Column {
+///     fn from_row(row: &Row) -> bgworker::Result<Self> {
+///         if row.len() != 2 {
+///             return Err(bgworker::Error::msg(format!("unexpected column {}", row.column_name(2))));
+///         }
+///         Ok(Column { name: row.get(0)?, nullable: row.get(1)? })
+///     }
+/// }
+/// ```
 pub struct Row {
     tuple: pg_sys::HeapTuple,
     tupdesc: pg_sys::TupleDesc,
@@ -585,6 +608,17 @@ impl Spi {
 }
 
 /// A prepared statement whose plan outlives transactions; see [`Spi::prepare`]. Freed on drop.
+///
+/// ```no_run
+/// use bgworker::{datum::SqlType, xact};
+/// let bump = xact::transaction(|spi| spi.prepare("UPDATE c SET n = n + $1", &[i64::OID]))?;
+/// for _ in 0..3 {
+///     xact::transaction(|spi| spi.execute_prepared(&bump, &[&1i64]))?;
+/// }
+/// let all = xact::transaction(|spi| spi.prepare("SELECT n FROM c", &[]))?;
+/// let rows: Vec<i64> = xact::transaction(|spi| spi.query_prepared(&all, &[]))?;
+/// # Ok::<(), bgworker::Error>(())
+/// ```
 pub struct Statement {
     plan: pg_sys::SPIPlanPtr,
     types: Vec<Oid>,
@@ -600,6 +634,21 @@ impl Drop for Statement {
 }
 
 /// An open cursor; see [`Spi::cursor`]. Closed on drop.
+///
+/// ```no_run
+/// bgworker::xact::transaction(|spi| {
+///     let mut cursor = spi.cursor("SELECT id FROM events WHERE day = $1", &[&"monday"])?;
+///     loop {
+///         let batch: Vec<i64> = cursor.fetch(500)?;
+///         if batch.is_empty() {
+///             break;
+///         }
+///         bgworker::log!("{} events", batch.len());
+///     }
+///     Ok(())
+/// })?;
+/// # Ok::<(), bgworker::Error>(())
+/// ```
 pub struct Cursor<'s> {
     portal: pg_sys::Portal,
     spi: &'s mut Spi,

@@ -41,6 +41,14 @@ pub use postgres;
 const SERVER_USER: &str = "postgres";
 
 /// Configures a [`Cluster`] before it starts.
+///
+/// ```no_run
+/// let cluster = bgworker::testing::Cluster::builder()
+///     .preload("target/release/libmy_worker.so")
+///     .library("target/release/libmy_functions.so")
+///     .setting("max_worker_processes", "16")
+///     .start();
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct ClusterBuilder {
     preload: Vec<PathBuf>,
@@ -85,6 +93,16 @@ impl ClusterBuilder {
 }
 
 /// A running throwaway PostgreSQL cluster. See the [module documentation](self).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// let mut cluster = bgworker::testing::Cluster::builder().start();
+/// let mut client = cluster.connect_to("postgres");
+/// client.batch_execute("SELECT pg_reload_conf()").unwrap();
+/// assert!(cluster.poll(Duration::from_secs(5), || cluster.log_count("reloading") > 0));
+/// println!("postmaster {} on port {}, log {}", cluster.postmaster_pid(), cluster.port(), cluster.log_path().display());
+/// let took = cluster.stop("fast");
+/// ```
 pub struct Cluster {
     base: PathBuf,
     bindir: PathBuf,
@@ -407,6 +425,10 @@ fn free_port() -> u16 {
 }
 
 /// Runs the configured `pg_config` with one flag.
+///
+/// ```no_run
+/// let libdir = bgworker::testing::pg_config("--pkglibdir");
+/// ```
 pub fn pg_config(flag: &str) -> String {
     let pg_config = std::env::var("PG_CONFIG").unwrap_or_else(|_| "pg_config".to_string());
     let out = Command::new(&pg_config)
@@ -419,6 +441,10 @@ pub fn pg_config(flag: &str) -> String {
 
 /// The directory cargo builds into for the current profile (`target/release` for
 /// `cargo test --release`), found from the running test or binary executable.
+///
+/// ```no_run
+/// let so = bgworker::testing::cargo_profile_dir().join("examples/libhello_world.so");
+/// ```
 pub fn cargo_profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let dir = exe.parent().expect("executable has a directory");
@@ -431,6 +457,10 @@ pub fn cargo_profile_dir() -> PathBuf {
 }
 
 /// Whether a process exists and is not a zombie.
+///
+/// ```no_run
+/// assert!(bgworker::testing::process_alive(std::process::id() as i32));
+/// ```
 pub fn process_alive(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state is the field after the parenthesised command name.

@@ -31,6 +31,11 @@ use crate::guard::guard;
 use crate::pg_sys;
 
 /// When the postmaster starts the worker (`bgw_start_time`).
+///
+/// ```no_run
+/// use bgworker::worker::{Builder, StartTime};
+/// let b = Builder::new("standby helper").start_time(StartTime::ConsistentState);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartTime {
     /// As soon as the postmaster has started (`BgWorkerStart_PostmasterStart`); no database
@@ -45,6 +50,11 @@ pub enum StartTime {
 }
 
 /// What the postmaster does when the worker exits with code 1 (`bgw_restart_time`).
+///
+/// ```no_run
+/// use bgworker::worker::{Builder, Restart};
+/// let b = Builder::new("resilient").restart(Restart::After(std::time::Duration::from_secs(5)));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Restart {
     /// Never restart it (`BGW_NEVER_RESTART`).
@@ -114,6 +124,11 @@ pub trait Worker: Exported {
 
 /// Implemented by [`export_worker!`](crate::export_worker!): the name of the exported C entry
 /// point that PostgreSQL looks up (`bgw_function_name`).
+///
+/// ```ignore
+/// bgworker::export_worker!(MyWorker, "my_worker_main");
+/// assert_eq!(<MyWorker as bgworker::worker::Exported>::FUNCTION, "my_worker_main");
+/// ```
 pub trait Exported {
     /// The unmangled symbol name of the entry point.
     const FUNCTION: &'static str;
@@ -357,6 +372,12 @@ fn copy_c_string(field: &mut [std::ffi::c_char], value: &str, name: &'static str
 
 /// The file name of the shared library this code is linked into, as the dynamic loader
 /// knows it. This is what `bgw_library_name` should name for workers declared here.
+///
+/// ```no_run
+/// let path = bgworker::worker::current_library()?;
+/// assert!(path.ends_with(".so"));
+/// # Ok::<(), bgworker::Error>(())
+/// ```
 pub fn current_library() -> Result<String> {
     // SAFETY: dladdr only reads loader tables; `info` is plain data it fills in.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
@@ -387,6 +408,16 @@ pub fn extra() -> Option<Vec<u8>> {
 }
 
 /// The state of a dynamically launched worker.
+///
+/// ```no_run
+/// use bgworker::worker::{Builder, Status};
+/// let handle = Builder::new("job").function("job_main").launch()?;
+/// match handle.wait_for_startup()? {
+///     Status::Started(pid) => bgworker::log!("job runs as {pid}"),
+///     other => bgworker::warning!("job did not start: {other:?}"),
+/// }
+/// # Ok::<(), bgworker::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
     /// Running, with this pid.
@@ -400,6 +431,18 @@ pub enum Status {
 }
 
 /// A dynamically launched worker, from [`Builder::launch`] or [`Worker::launch`].
+///
+/// ```no_run
+/// use bgworker::worker::Builder;
+/// let handle = Builder::new("job").function("job_main").main_arg(7).launch()?;
+/// handle.wait_for_startup()?;
+/// if let Some(pid) = handle.pid()? {
+///     bgworker::log!("started {pid}; status {:?}", handle.status()?);
+/// }
+/// handle.terminate()?;
+/// handle.wait_for_shutdown()?;
+/// # Ok::<(), bgworker::Error>(())
+/// ```
 ///
 /// The handle is only valid in the backend that launched the worker, until the end of the
 /// current memory context's life (PostgreSQL allocates it there).
@@ -467,6 +510,12 @@ impl Handle {
 }
 
 /// Which database a worker connects to.
+///
+/// ```no_run
+/// use bgworker::worker::{self, Connection, Database};
+/// worker::connect(Connection::new(Database::Oid(5)))?;
+/// # Ok::<(), bgworker::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Database<'a> {
     /// No database: only shared catalogs are readable, but the worker appears in
@@ -479,6 +528,12 @@ pub enum Database<'a> {
 }
 
 /// The role a worker connects as.
+///
+/// ```no_run
+/// use bgworker::worker::{self, Connection, Database, Role};
+/// worker::connect(Connection::new(Database::Oid(5)).role(Role::Oid(10)))?;
+/// # Ok::<(), bgworker::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role<'a> {
     /// The bootstrap superuser.

@@ -5,6 +5,16 @@
 //! (`AbortCurrentTransaction`) so that the next one in the same worker starts cleanly, and
 //! the error (or panic) is passed on. `pg_stat_activity` shows the statements while they
 //! run and `idle` afterwards.
+//!
+//! ```no_run
+//! use bgworker::xact;
+//! // A failed transaction is rolled back; the next one starts cleanly.
+//! if let Err(e) = xact::transaction(|spi| spi.execute("INSERT INTO missing_table VALUES (1)", &[])) {
+//!     bgworker::warning!("skipped: {e}");
+//! }
+//! xact::transaction(|spi| spi.execute("SELECT 1", &[]))?;
+//! # Ok::<(), bgworker::Error>(())
+//! ```
 
 use std::panic::{self, AssertUnwindSafe};
 
