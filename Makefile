@@ -14,7 +14,7 @@ PG_CONFIG_CMD = $(or $(PG_CONFIG),pg_config)
 CARGO ?= cargo
 CARGO_FLAGS ?= --release
 
-EXAMPLES := hello_world
+EXAMPLES := hello_world worker_spi
 PROFILE_DIR = $(or $(CARGO_TARGET_DIR),target)/release
 
 # Evaluated when used, so that `make test` can install pg_config first.

@@ -28,6 +28,14 @@ fn install_honours_destdir_and_replaces_by_rename() {
     let lib = installed(format!("{}/hello_world.so", pg_config("--pkglibdir")));
 
     make_install(&destdir);
+    let extdir = installed(format!("{}/extension", pg_config("--sharedir")));
+    for file in ["worker_spi.control", "worker_spi--1.0.sql"] {
+        assert!(
+            extdir.join(file).is_file(),
+            "{file} installed under DESTDIR"
+        );
+    }
+    assert!(installed(format!("{}/worker_spi.so", pg_config("--pkglibdir"))).is_file());
     let first = std::fs::metadata(&lib).expect("hello_world.so installed under DESTDIR");
     assert!(first.len() > 0);
     // Keep the old file open, as a server that loaded it would have it mapped.

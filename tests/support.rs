@@ -92,3 +92,24 @@ pub fn test_cluster(settings: &[(&str, &str)]) -> Cluster {
     }
     cluster
 }
+
+/// Runs an extension's install script from `contrib/` the way `CREATE EXTENSION` would,
+/// with `MODULE_PATHNAME` naming the library on the cluster's `dynamic_library_path`. (The
+/// tests do not install into the system's extension directory.)
+pub fn run_extension_script(client: &mut postgres::Client, extension: &str, version: &str) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let path = root.join(format!("contrib/{extension}/{extension}--{version}.sql"));
+    let script =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let script: String = script
+        .lines()
+        .filter(|l| !l.starts_with("\\echo"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("MODULE_PATHNAME", extension);
+    client
+        .batch_execute(&script)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}

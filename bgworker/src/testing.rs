@@ -329,6 +329,45 @@ impl Cluster {
         took
     }
 
+    /// Appends settings to `postgresql.conf` and restarts the server (for settings that
+    /// need a restart, or objects that must exist before preloaded workers start).
+    ///
+    /// ```no_run
+    /// # let mut cluster = bgworker::testing::Cluster::builder().start();
+    /// cluster.restart_with(&[("max_worker_processes", "32")]);
+    /// ```
+    pub fn restart_with(&mut self, settings: &[(&str, &str)]) {
+        let mut conf = String::new();
+        for (k, v) in settings {
+            conf.push_str(&format!("{k} = '{}'\n", v.replace('\'', "''")));
+        }
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(self.data_dir().join("postgresql.conf"))
+            .expect("open postgresql.conf");
+        f.write_all(conf.as_bytes()).expect("write postgresql.conf");
+        let out = self.try_run_as_server(
+            self.bin("pg_ctl"),
+            &[
+                "-D",
+                &self.data_str(),
+                "-l",
+                &self.log_path().to_string_lossy(),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "60",
+                "restart",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "pg_ctl restart failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Marks the server as gone (for tests that kill it themselves), so Drop only cleans up.
     pub fn forget_server(&mut self) {
         self.stopped = true;

@@ -212,6 +212,12 @@ impl Builder {
         }
     }
 
+    /// Renames the worker (`bgw_name`), for example to number instances of one type.
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = name.into();
+        self
+    }
+
     /// `bgw_type`, shown as `pg_stat_activity.backend_type`. Defaults to the name.
     pub fn type_name(mut self, type_name: impl Into<String>) -> Builder {
         self.type_name = Some(type_name.into());
