@@ -40,7 +40,7 @@ fn a_panic_ends_one_worker_with_an_error_and_nothing_else() {
         "{log}"
     );
     assert!(
-        log.contains("DETAIL:  Rust panic at tests/workers/src/lib.rs:"),
+        log.contains("DETAIL:  Rust panic at tests/workers/src/failing.rs:"),
         "{log}"
     );
     assert!(
