@@ -26,13 +26,20 @@ fn dynamic_launch_handles_and_terminate_while_waiting() {
         .query_one("SELECT launch('sleeper')", &[])
         .unwrap()
         .get(0);
-    let wait_event: Option<String> = client
-        .query_one(
-            "SELECT wait_event FROM pg_stat_activity WHERE pid = $1 AND backend_type = 'test_sleeper'",
-            &[&pid],
-        )
-        .unwrap()
-        .get(0);
+    let version: i32 = client.query_one("SELECT current_setting('server_version_num')::int", &[]).unwrap().get(0);
+    let expected = if version >= 170000 { "TestSleeperMain" } else { "Extension" };
+    // Started means forked; it shows its wait event once connected and waiting.
+    let mut wait_event: Option<String> = None;
+    cluster.poll(WAIT, || {
+        wait_event = client
+            .query_opt(
+                "SELECT wait_event FROM pg_stat_activity WHERE pid = $1 AND backend_type = 'test_sleeper'",
+                &[&pid],
+            )
+            .unwrap()
+            .and_then(|r| r.get(0));
+        wait_event.is_some()
+    });
     let version: i32 = client
         .query_one("SELECT current_setting('server_version_num')::int", &[])
         .unwrap()
