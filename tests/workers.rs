@@ -26,8 +26,15 @@ fn dynamic_launch_handles_and_terminate_while_waiting() {
         .query_one("SELECT launch('sleeper')", &[])
         .unwrap()
         .get(0);
-    let version: i32 = client.query_one("SELECT current_setting('server_version_num')::int", &[]).unwrap().get(0);
-    let expected = if version >= 170000 { "TestSleeperMain" } else { "Extension" };
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .unwrap()
+        .get(0);
+    let expected = if version >= 170000 {
+        "TestSleeperMain"
+    } else {
+        "Extension"
+    };
     // Started means forked; it shows its wait event once connected and waiting.
     let mut wait_event: Option<String> = None;
     cluster.poll(WAIT, || {
@@ -38,17 +45,8 @@ fn dynamic_launch_handles_and_terminate_while_waiting() {
             )
             .unwrap()
             .and_then(|r| r.get(0));
-        wait_event.is_some()
+        wait_event.as_deref() == Some(expected)
     });
-    let version: i32 = client
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
-        .unwrap()
-        .get(0);
-    let expected = if version >= 170000 {
-        "TestSleeperMain"
-    } else {
-        "Extension"
-    };
     assert_eq!(wait_event.as_deref(), Some(expected));
 
     // pg_terminate_backend while it waits: it stops promptly, through its own loop.
