@@ -506,7 +506,7 @@ impl<T: ArrayElement> ToSql for &[T] {
 
 /// Arrays of every element type with a Rust counterpart; the catalog would say the same
 /// (`get_array_type`), but parameters need the OID before a transaction may exist.
-fn array_oid(element: Oid) -> Oid {
+const fn array_oid(element: Oid) -> Oid {
     match element {
         pg_sys::BOOLOID => pg_sys::BOOLARRAYOID,
         pg_sys::INT2OID => pg_sys::INT2ARRAYOID,
@@ -551,6 +551,10 @@ where
     fn to_datum(&self) -> Result<Option<Datum>> {
         array_to_datum(self)
     }
+}
+
+impl<T: ArrayFromSql + ArrayElement> SqlType for Vec<T> {
+    const OID: Oid = array_oid(T::ELEMENT_OID);
 }
 
 impl<T: ArrayFromSql> FromSql for Vec<T> {

@@ -47,6 +47,7 @@ trait Attach: Sync {
 }
 
 static REQUESTS: Mutex<Vec<&'static dyn Attach>> = Mutex::new(Vec::new());
+#[cfg(not(pg14))]
 static mut PREV_REQUEST_HOOK: pg_sys::shmem_request_hook_type = None;
 static mut PREV_STARTUP_HOOK: pg_sys::shmem_startup_hook_type = None;
 

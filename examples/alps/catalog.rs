@@ -1,0 +1,207 @@
+//! ALPS's bookkeeping: its schema, which tables need training, and the stored models.
+
+use std::time::Instant;
+
+use alps_models::{linear, logistic, Triangle};
+use bgworker::prelude::*;
+
+use crate::data::{modelled_columns, Column, TableRows};
+use crate::predict::{self, Model};
+
+/// Creates the `alps` schema and its catalog tables when missing.
+pub fn ensure() -> Result<()> {
+    xact::transaction(|spi| {
+        spi.report_activity("alps: creating catalog");
+        spi.execute("CREATE SCHEMA IF NOT EXISTS alps", &[])?;
+        spi.execute(
+            "CREATE TABLE IF NOT EXISTS alps.models (
+                schema_name text, table_name text, column_name text, kind text,
+                features text[], coefficients float8[], means float8[], scales float8[],
+                rows_used int8, rows_skipped int8, iterations int, converged bool, separated bool,
+                penalty float8, trained_at timestamptz, training_seconds float8, relation text,
+                PRIMARY KEY (schema_name, table_name, column_name))",
+            &[],
+        )?;
+        spi.execute(
+            "CREATE TABLE IF NOT EXISTS alps.tables (
+                relid oid PRIMARY KEY, schema_name text, table_name text,
+                analyses int8, expected_changes int8, trained_at timestamptz)",
+            &[],
+        )?;
+        Ok(())
+    })
+}
+
+fn schema_list(value: Option<String>) -> Option<Vec<String>> {
+    let list: Vec<String> = value?.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    (!list.is_empty()).then_some(list)
+}
+
+/// A table and what the statistics say about it.
+struct Candidate {
+    relid: u32,
+    schema: String,
+    table: String,
+    analyses: i64,
+    changes: i64,
+    seen_analyses: Option<i64>,
+    expected_changes: Option<i64>,
+}
+
+/// One round: every table analysed since its last training (by others' changes) is trained.
+pub fn cycle() -> Result<()> {
+    let include = schema_list(crate::INCLUDE_SCHEMAS.get());
+    let exclude = schema_list(crate::EXCLUDE_SCHEMAS.get()).unwrap_or_default();
+    let rows: Vec<(u32, String, String, i64, i64, Option<i64>, Option<i64>)> = xact::transaction(|spi| {
+        spi.report_activity("alps: looking for analysed tables");
+        spi.query(
+            "SELECT c.oid, n.nspname::text, c.relname::text,
+                    coalesce(s.analyze_count + s.autoanalyze_count, 0)::int8,
+                    coalesce(s.n_tup_ins + s.n_tup_upd + s.n_tup_del, 0)::int8,
+                    t.analyses, t.expected_changes
+               FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+               LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+               LEFT JOIN alps.tables t ON t.relid = c.oid
+              WHERE c.relkind = 'r'
+                AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'alps')
+                AND n.nspname !~ '^pg_(toast|temp)'
+                AND ($1::text[] IS NULL OR n.nspname = ANY ($1))
+                AND NOT (n.nspname = ANY ($2))
+              ORDER BY 2, 3",
+            &[&include, &exclude],
+        )
+    })?;
+    for (relid, schema, table, analyses, changes, seen_analyses, expected_changes) in rows {
+        if signals::shutdown_requested() {
+            break;
+        }
+        let c = Candidate { relid, schema, table, analyses, changes, seen_analyses, expected_changes };
+        let due = match (c.seen_analyses, c.expected_changes) {
+            _ if c.analyses == 0 => false,
+            (None, _) => true,
+            (Some(seen), Some(expected)) => c.analyses > seen && c.changes > expected,
+            (Some(seen), None) => c.analyses > seen,
+        };
+        if !due {
+            // An ANALYZE that only saw ALPS's own writes: remember it, train nothing.
+            if c.seen_analyses.is_some_and(|seen| c.analyses > seen) {
+                let (relid, analyses) = (c.relid, c.analyses);
+                xact::transaction(|spi| spi.execute("UPDATE alps.tables SET analyses = $2 WHERE relid = $1", &[&relid, &analyses]))?;
+            }
+            continue;
+        }
+        match train_table(&c) {
+            Ok(()) => {}
+            Err(TrainError::Locked) => log!(
+                "alps: table {}.{} is locked by another session; trying again next cycle",
+                c.schema,
+                c.table
+            ),
+            Err(TrainError::Failed(e)) => warning!("alps: skipping table {}.{}: {e}", c.schema, c.table),
+        }
+    }
+    Ok(())
+}
+
+/// Why a table was not (fully) trained.
+pub enum TrainError {
+    /// A lock could not be had within `alps.lock_timeout`.
+    Locked,
+    /// Anything else (the table was dropped, altered, ...).
+    Failed(Error),
+}
+
+impl From<Error> for TrainError {
+    fn from(e: Error) -> TrainError {
+        if e.sqlstate() == SqlState::LOCK_NOT_AVAILABLE {
+            TrainError::Locked
+        } else {
+            TrainError::Failed(e)
+        }
+    }
+}
+
+/// Sets the transaction-local settings ALPS works under.
+pub fn polite(spi: &mut Spi) -> Result<()> {
+    let timeout = format!("{}ms", crate::LOCK_TIMEOUT.get());
+    spi.execute("SELECT set_config('lock_timeout', $1, true)", &[&timeout])?;
+    // The same scan order every time, so an unchanged table gives bit-identical models.
+    spi.execute("SET LOCAL synchronize_seqscans = off", &[])?;
+    Ok(())
+}
+
+fn train_table(c: &Candidate) -> Result<(), TrainError> {
+    let started = Instant::now();
+    let options = logistic::Options {
+        max_iterations: crate::MAX_ITERATIONS.get() as usize,
+        tolerance: crate::TOLERANCE.get(),
+        l2: crate::LOGIT_L2.get(),
+    };
+    let qualified = format!("{}.{}", spi::quote_identifier(&c.schema)?, spi::quote_identifier(&c.table)?);
+    let (columns, models, skipped) = xact::transaction(|spi| {
+        polite(spi)?;
+        spi.report_activity(&format!("alps: training {}.{}", c.schema, c.table));
+        let columns = modelled_columns(spi, c.relid)?;
+        if columns.len() < 2 {
+            return Ok((columns, Vec::new(), 0));
+        }
+        let select: Vec<String> = columns.iter().map(Column::as_float8).collect();
+        let sql = format!("SELECT {} FROM ONLY {qualified}", select.join(", "));
+        let mut rows = TableRows { spi, sql, width: columns.len(), batch: 10_000, skipped: 0 };
+        let mut triangle = Triangle::new(columns.len() + 1);
+        alps_models::Rows::for_each_batch(&mut rows, &mut |batch| triangle.add_data(batch))?;
+        let skipped = rows.skipped;
+        let mut models = Vec::new();
+        for (target, column) in columns.iter().enumerate() {
+            let fitted = if column.boolean {
+                logistic::fit(&mut rows, &triangle, target, options)?.map(Model::Logistic)
+            } else {
+                linear::fit(&triangle, target).map(Model::Linear)
+            };
+            match fitted {
+                Ok(model) => models.push((target, model)),
+                Err(e) => log!("alps: no model for {}.{}.{}: {e}", c.schema, c.table, column.name),
+            }
+        }
+        Ok((columns, models, skipped))
+    })?;
+    if models.is_empty() {
+        return record(c, 0);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let names: Vec<&str> = columns.iter().map(|col| col.name.as_str()).collect();
+    xact::transaction(|spi| {
+        for (target, model) in &models {
+            predict::store_model(spi, &c.schema, &c.table, names[*target], model, &names, skipped, seconds)?;
+        }
+        Ok(())
+    })?;
+    let written = predict::write(c.relid, &qualified, &columns, &models)?;
+    log!(
+        "alps: trained {} models on {}.{} in {:.3} s; {} rows predicted anew",
+        models.len(),
+        c.schema,
+        c.table,
+        seconds,
+        written
+    );
+    record(c, written)
+}
+
+/// Remembers what the statistics said when the table was trained, plus ALPS's own writes,
+/// so that an ANALYZE caused only by those writes does not retrain it.
+fn record(c: &Candidate, written: u64) -> Result<(), TrainError> {
+    let (relid, analyses) = (c.relid, c.analyses);
+    let expected = c.changes + written as i64;
+    xact::transaction(|spi| {
+        spi.execute(
+            "INSERT INTO alps.tables VALUES ($1, $2, $3, $4, $5, now())
+             ON CONFLICT (relid) DO UPDATE
+                SET analyses = $4, expected_changes = $5, trained_at = now(),
+                    schema_name = $2, table_name = $3",
+            &[&relid, &c.schema, &c.table, &analyses, &expected],
+        )
+    })?;
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! What ALPS reads: which columns of a table it models, and their rows as batches of f64.
+
+use alps_models::Rows;
+use bgworker::prelude::*;
+use ndarray::Array2;
+
+/// A column ALPS models or uses as a support.
+#[derive(Clone, Debug)]
+pub struct Column {
+    pub name: String,
+    pub quoted: String,
+    pub boolean: bool,
+}
+
+impl Column {
+    /// The column as a float8 expression (booleans as 0/1).
+    pub fn as_float8(&self) -> String {
+        if self.boolean {
+            format!("{}::int::float8", self.quoted)
+        } else {
+            format!("{}::float8", self.quoted)
+        }
+    }
+}
+
+/// The numeric and boolean columns of a table that are neither keys, identities, serials,
+/// generated, nor ALPS's own `__predicted` columns.
+pub fn modelled_columns(spi: &mut Spi, relid: u32) -> Result<Vec<Column>> {
+    let rows: Vec<(String, bool)> = spi.query(
+        "SELECT a.attname::text, a.atttypid = 'bool'::regtype
+           FROM pg_attribute a
+          WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+            AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'float4'::regtype,
+                               'float8'::regtype, 'numeric'::regtype, 'bool'::regtype)
+            AND a.attidentity = '' AND a.attgenerated = ''
+            AND right(a.attname, 11) <> '__predicted'
+            AND NOT EXISTS (SELECT 1 FROM pg_index i
+                             WHERE i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY (i.indkey))
+            AND NOT EXISTS (SELECT 1 FROM pg_attrdef d
+                             WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum
+                               AND pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%')
+          ORDER BY a.attnum",
+        &[&relid],
+    )?;
+    rows.into_iter()
+        .map(|(name, boolean)| Ok(Column { quoted: spi::quote_identifier(&name)?, name, boolean }))
+        .collect()
+}
+
+/// One row read as floats (NULL as None).
+struct Floats(Vec<Option<f64>>);
+
+impl FromRow for Floats {
+    fn from_row(row: &Row) -> Result<Self> {
+        (0..row.len()).map(|i| row.get::<Option<f64>>(i)).collect::<Result<Vec<_>>>().map(Floats)
+    }
+}
+
+/// The complete rows of a table's modelled columns, read through a cursor in batches: every
+/// pass reads the table again, in constant memory.
+pub struct TableRows<'a> {
+    pub spi: &'a mut Spi,
+    pub sql: String,
+    pub width: usize,
+    pub batch: usize,
+    /// Rows with a NULL in some column, counted by the last pass.
+    pub skipped: u64,
+}
+
+impl Rows for TableRows<'_> {
+    type Error = Error;
+
+    fn for_each_batch(&mut self, f: &mut dyn FnMut(ndarray::ArrayView2<f64>)) -> Result<()> {
+        self.skipped = 0;
+        let mut cursor = self.spi.cursor(&self.sql, &[])?;
+        let mut values = Vec::with_capacity(self.batch * self.width);
+        loop {
+            let rows: Vec<Floats> = cursor.fetch(self.batch)?;
+            if rows.is_empty() {
+                break;
+            }
+            values.clear();
+            let mut complete = 0;
+            for Floats(row) in &rows {
+                if row.iter().all(Option::is_some) {
+                    values.extend(row.iter().map(|v| v.unwrap_or_default()));
+                    complete += 1;
+                } else {
+                    self.skipped += 1;
+                }
+            }
+            let batch = Array2::from_shape_vec((complete, self.width), std::mem::take(&mut values))
+                .map_err(|e| Error::msg(format!("batch shape: {e}")))?;
+            f(batch.view());
+            values = batch.into_raw_vec_and_offset().0;
+            latch::check_for_interrupts()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,41 @@
+//! The models ALPS fits, independent of PostgreSQL.
+//!
+//! Data arrive in batches of rows of `k` columns (all complete: no NULLs). One streaming
+//! pass ([`Triangle`]) keeps the R factor of the QR decomposition of `[1, columns]`, which
+//! serves every linear model of the table at once ([`linear::fit`]) and the first step of
+//! every logistic model ([`logistic::fit`]). Nothing grows with the number of rows.
+
+pub mod linear;
+pub mod logistic;
+pub mod stats;
+mod triangle;
+
+pub use triangle::Triangle;
+
+/// A source of complete rows that can be read more than once (one read per IRLS step).
+pub trait Rows {
+    /// The error of the underlying reader.
+    type Error;
+    /// Calls `f` with consecutive batches (rows × columns, row-major) of the whole data.
+    fn for_each_batch(&mut self, f: &mut dyn FnMut(ndarray::ArrayView2<f64>)) -> Result<(), Self::Error>;
+}
+
+/// Rows held in memory, for tests and small tables.
+pub struct InMemory(pub ndarray::Array2<f64>);
+
+impl Rows for InMemory {
+    type Error = std::convert::Infallible;
+    fn for_each_batch(&mut self, f: &mut dyn FnMut(ndarray::ArrayView2<f64>)) -> Result<(), Self::Error> {
+        f(self.0.view());
+        Ok(())
+    }
+}
+
+/// Column means and population standard deviations of the complete rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scaling {
+    /// Means, one per column.
+    pub means: Vec<f64>,
+    /// Population (ddof = 0) standard deviations, one per column; 0 for a constant column.
+    pub scales: Vec<f64>,
+}

@@ -1,0 +1,301 @@
+//! Logistic regression by IRLS, with separation detection and an L2-penalized refit.
+//!
+//! Features are standardized by the mean and population standard deviation of the complete
+//! rows; the intercept is never penalized. Each IRLS step is one pass over the data that
+//! accumulates the R factor of the weighted design (constant memory); the first step, at
+//! coefficients 0, needs no pass: it follows from the R factor every model shares.
+
+use ndarray::{s, Array1, Array2, ArrayView2};
+use ndarray_linalg::QR;
+
+use crate::linear::{condition_number, upper_inverse, FitError};
+use crate::stats::normal_two_sided_p;
+use crate::{Rows, Scaling, Triangle};
+
+/// Settings of a logistic fit.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// At most this many IRLS passes per fit.
+    pub max_iterations: usize,
+    /// Convergence: relative deviance change and coefficient change both below this.
+    pub tolerance: f64,
+    /// The L2 penalty (lambda) of the refit after separation; 0 disables the refit.
+    pub l2: f64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { max_iterations: 20, tolerance: 1e-9, l2: 1.0 }
+    }
+}
+
+/// A fitted logistic model.
+#[derive(Clone, Debug)]
+pub struct LogisticFit {
+    /// Indices of the supports in the data columns, in coefficient order.
+    pub supports: Vec<usize>,
+    /// Intercept and coefficients on the original scale.
+    pub coef: Vec<f64>,
+    /// Intercept and coefficients on the standardized scale (what the solver found).
+    pub coef_std: Vec<f64>,
+    /// Standard errors on the original scale (for a penalized fit, from the penalized
+    /// information matrix).
+    pub std_err: Vec<f64>,
+    /// z statistics.
+    pub z_stats: Vec<f64>,
+    /// Two-sided p-values.
+    pub p_values: Vec<f64>,
+    /// exp(coef).
+    pub odds_ratios: Vec<f64>,
+    /// Log-likelihood at the final coefficients' last pass.
+    pub log_likelihood: f64,
+    /// Condition number of the design `[1, supports]` on the original scale.
+    pub condition_no: f64,
+    /// IRLS passes of the reported fit.
+    pub iterations: usize,
+    /// Whether the reported fit converged.
+    pub converged: bool,
+    /// Whether the unpenalized fit showed complete or quasi separation.
+    pub separated: bool,
+    /// The penalty of the reported fit (0 for maximum likelihood).
+    pub penalty: f64,
+    /// Rows used.
+    pub rows: u64,
+    /// The scaling of the supports (means and population standard deviations).
+    pub scaling: Scaling,
+}
+
+/// R of `[1, standardized supports, y]`, from the shared R of `[1, all columns]`.
+fn design_triangle(t: &Triangle, supports: &[usize], target: usize, scaling: &Scaling) -> Array2<f64> {
+    let r = t.r();
+    let mut m = Array2::zeros((r.nrows(), supports.len() + 2));
+    m.column_mut(0).assign(&r.column(0));
+    for (to, &j) in supports.iter().enumerate() {
+        let col = (&r.column(j + 1) - &(&r.column(0) * scaling.means[j])) / scaling.scales[j];
+        m.column_mut(to + 1).assign(&col);
+    }
+    m.column_mut(supports.len() + 1).assign(&r.column(target + 1));
+    let (_, q) = m.qr().expect("QR of a small finite matrix");
+    q
+}
+
+/// Solves the (penalized) weighted least squares behind one Newton step, from the R factor
+/// of `[sqrt(w) X, sqrt(w) z]`. Returns the coefficients and the inverse of the R of the
+/// (penalized) information matrix, for standard errors.
+fn newton_solve(rz: &Array2<f64>, l2: f64) -> Result<(Array1<f64>, Array2<f64>), FitError> {
+    let p = rz.ncols() - 1;
+    let system = if l2 > 0.0 {
+        // Rows sqrt(lambda) * e_j for every coefficient but the intercept, with z = 0.
+        let mut aug = Array2::zeros((rz.nrows() + p - 1, p + 1));
+        aug.slice_mut(s![..rz.nrows(), ..]).assign(rz);
+        for j in 1..p {
+            aug[[rz.nrows() + j - 1, j]] = l2.sqrt();
+        }
+        let (_, r) = aug.qr().expect("QR of a small finite matrix");
+        r
+    } else {
+        rz.clone()
+    };
+    let r11 = system.slice(s![..p, ..p]).to_owned();
+    let r1z = system.slice(s![..p, p]).to_owned();
+    let inv = upper_inverse(&r11).ok_or(FitError::Singular)?;
+    Ok((inv.dot(&r1z), inv))
+}
+
+fn sigmoid(eta: f64) -> f64 {
+    if eta >= 0.0 {
+        1.0 / (1.0 + (-eta).exp())
+    } else {
+        let e = eta.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// -log P(y | eta) for y in {0, 1}, without overflow.
+fn neg_log_likelihood(eta: f64, y: f64) -> f64 {
+    // log(1 + exp(eta)) - y * eta
+    let softplus = if eta > 0.0 { eta + (-eta).exp().ln_1p() } else { eta.exp().ln_1p() };
+    softplus - y * eta
+}
+
+/// What one pass at fixed coefficients yields.
+struct Pass {
+    /// R of [sqrt(w) X, sqrt(w) z].
+    r: Array2<f64>,
+    deviance: f64,
+    extreme: u64,
+}
+
+/// Fits `target` (0/1 values) on all other columns.
+pub fn fit<D: Rows>(data: &mut D, t: &Triangle, target: usize, options: Options) -> Result<Result<LogisticFit, FitError>, D::Error> {
+    let k = t.r().ncols() - 1;
+    let supports: Vec<usize> = (0..k).filter(|&j| j != target).collect();
+    let p = supports.len() + 1;
+    let n = t.rows();
+    if n <= p as u64 {
+        return Ok(Err(FitError::TooFewRows { rows: n, coefficients: p }));
+    }
+    let scaling = t.scaling();
+    if let Some(&j) = supports.iter().find(|&&j| scaling.scales[j] == 0.0) {
+        return Ok(Err(FitError::Constant(j)));
+    }
+    if scaling.scales[target] == 0.0 {
+        return Ok(Err(FitError::Constant(target)));
+    }
+    let support_scaling = Scaling {
+        means: supports.iter().map(|&j| scaling.means[j]).collect(),
+        scales: supports.iter().map(|&j| scaling.scales[j]).collect(),
+    };
+    // The first step at coefficients 0 (p = 1/2, w = 1/4, z = 4y - 2) needs no pass.
+    let mut first = design_triangle(t, &supports, target, &scaling);
+    let zc = &first.column(p) * 4.0 - &(&first.column(0) * 2.0);
+    first.column_mut(p).assign(&zc);
+    first.mapv_inplace(|v| v * 0.5);
+
+    let mle = irls(data, &supports, target, &support_scaling, &first, 0.0, options)?;
+    let (mle, passes_mle) = match mle {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(e)),
+    };
+    let separated = mle.separated;
+    let (chosen, penalty) = if separated && options.l2 > 0.0 {
+        match irls(data, &supports, target, &support_scaling, &first, options.l2, options)? {
+            Ok((pen, _)) => (pen, options.l2),
+            Err(e) => return Ok(Err(e)),
+        }
+    } else {
+        (mle, 0.0)
+    };
+    let _ = passes_mle;
+
+    // Back to the original scale: b = b_s - sum w_s m / s; w = w_s / s.
+    let beta = &chosen.beta;
+    let mut coef = vec![beta[0] - (1..p).map(|i| beta[i] * support_scaling.means[i - 1] / support_scaling.scales[i - 1]).sum::<f64>()];
+    coef.extend((1..p).map(|i| beta[i] / support_scaling.scales[i - 1]));
+    let mut a = Array2::zeros((p, p));
+    a[[0, 0]] = 1.0;
+    for i in 1..p {
+        a[[0, i]] = -support_scaling.means[i - 1] / support_scaling.scales[i - 1];
+        a[[i, i]] = 1.0 / support_scaling.scales[i - 1];
+    }
+    let cov_std = chosen.inv.dot(&chosen.inv.t());
+    let cov = a.dot(&cov_std).dot(&a.t());
+    let std_err: Vec<f64> = (0..p).map(|i| cov[[i, i]].sqrt()).collect();
+    let z_stats: Vec<f64> = coef.iter().zip(&std_err).map(|(c, s)| c / s).collect();
+    Ok(Ok(LogisticFit {
+        condition_no: condition_number(t, &supports),
+        p_values: z_stats.iter().map(|z| normal_two_sided_p(*z)).collect(),
+        odds_ratios: coef.iter().map(|c| c.exp()).collect(),
+        coef_std: beta.to_vec(),
+        log_likelihood: -chosen.deviance / 2.0,
+        iterations: chosen.iterations,
+        converged: chosen.converged,
+        separated,
+        penalty,
+        rows: n,
+        supports,
+        coef,
+        std_err,
+        z_stats,
+        scaling: support_scaling,
+    }))
+}
+
+struct Irls {
+    beta: Array1<f64>,
+    inv: Array2<f64>,
+    deviance: f64,
+    iterations: usize,
+    converged: bool,
+    separated: bool,
+}
+
+fn irls<D: Rows>(
+    data: &mut D,
+    supports: &[usize],
+    target: usize,
+    scaling: &Scaling,
+    first: &Array2<f64>,
+    l2: f64,
+    options: Options,
+) -> Result<Result<(Irls, usize), FitError>, D::Error> {
+    let p = supports.len() + 1;
+    let (mut beta, mut inv) = match newton_solve(first, l2) {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut deviance = f64::NAN;
+    let mut growth = Vec::new();
+    let mut converged = false;
+    let mut extreme = 0;
+    let mut iterations = 0;
+    let mut degenerate = false;
+    while iterations < options.max_iterations {
+        iterations += 1;
+        let pass = weighted_pass(data, supports, target, scaling, &beta)?;
+        let previous_deviance = std::mem::replace(&mut deviance, pass.deviance);
+        extreme = pass.extreme;
+        let (next, next_inv) = match newton_solve(&pass.r, l2) {
+            Ok(v) => v,
+            // Weights collapsing to zero make the unpenalized system singular: separation.
+            Err(_) if l2 == 0.0 => {
+                degenerate = true;
+                break;
+            }
+            Err(e) => return Ok(Err(e)),
+        };
+        let step = (&next - &beta).iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let size = next.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        growth.push(size);
+        beta = next;
+        inv = next_inv;
+        let deviance_settled = (deviance - previous_deviance).abs() / (deviance.abs() + 0.1) < options.tolerance;
+        if deviance_settled && step <= options.tolerance * (1.0 + size) {
+            converged = true;
+            break;
+        }
+    }
+    // Separation: fitted probabilities at 0 or 1 while the coefficients keep growing (or the
+    // deviance has all but vanished), or no convergence with ever larger coefficients.
+    let growing = growth.len() >= 3 && growth.windows(2).rev().take(2).all(|w| w[1] > w[0] * (1.0 + 1e-6));
+    let vanishing = deviance < 1e-6;
+    let separated =
+        l2 == 0.0 && (degenerate || (extreme > 0 && (growing || vanishing || !converged)) || (!converged && growing));
+    let _ = p;
+    Ok(Ok((Irls { beta, inv, deviance, iterations, converged, separated }, iterations)))
+}
+
+fn weighted_pass<D: Rows>(data: &mut D, supports: &[usize], target: usize, scaling: &Scaling, beta: &Array1<f64>) -> Result<Pass, D::Error> {
+    let p = supports.len() + 1;
+    let mut tri = Triangle::new(p + 1);
+    let mut deviance = 0.0;
+    let mut extreme = 0u64;
+    data.for_each_batch(&mut |batch: ArrayView2<f64>| {
+        let mut rows = Array2::zeros((batch.nrows(), p + 1));
+        for (i, row) in batch.outer_iter().enumerate() {
+            let mut eta = beta[0];
+            let mut x = Vec::with_capacity(p);
+            x.push(1.0);
+            for (c, &j) in supports.iter().enumerate() {
+                let v = (row[j] - scaling.means[c]) / scaling.scales[c];
+                eta += beta[c + 1] * v;
+                x.push(v);
+            }
+            let y = row[target];
+            let mu = sigmoid(eta);
+            if !(1e-8..=1.0 - 1e-8).contains(&mu) {
+                extreme += 1;
+            }
+            deviance += 2.0 * neg_log_likelihood(eta, y);
+            let w = (mu * (1.0 - mu)).max(1e-300);
+            let sw = w.sqrt();
+            let z = eta + (y - mu) / w;
+            for (c, v) in x.iter().enumerate() {
+                rows[[i, c]] = sw * v;
+            }
+            rows[[i, p]] = sw * z;
+        }
+        tri.add(rows.view());
+    })?;
+    Ok(Pass { r: tri.r(), deviance, extreme })
+}

@@ -1,0 +1,72 @@
+//! Streaming QR: the R factor of a tall matrix, built batch by batch.
+
+use ndarray::{concatenate, s, Array1, Array2, ArrayView2, Axis};
+use ndarray_linalg::QR;
+
+use crate::Scaling;
+
+/// The upper-triangular R of `A = [1, X]` (or of a weighted `A`), updated by QR of
+/// `[R; new rows]` for each batch: constant memory, and as stable as a QR of all of `A`.
+#[derive(Clone, Debug)]
+pub struct Triangle {
+    r: Array2<f64>,
+    rows: u64,
+}
+
+impl Triangle {
+    /// An empty factor for rows of `width` values (intercept column included).
+    pub fn new(width: usize) -> Triangle {
+        Triangle { r: Array2::zeros((0, width)), rows: 0 }
+    }
+
+    /// Adds rows (already including the intercept column, and any weights).
+    pub fn add(&mut self, rows: ArrayView2<f64>) {
+        if rows.nrows() == 0 {
+            return;
+        }
+        let stacked = concatenate(Axis(0), &[self.r.view(), rows]).expect("same width");
+        let (_, r) = stacked.qr().expect("QR of a finite matrix");
+        self.r = r;
+        self.rows += rows.nrows() as u64;
+    }
+
+    /// Adds raw data rows, prefixing the intercept column.
+    pub fn add_data(&mut self, data: ArrayView2<f64>) {
+        let ones = Array2::ones((data.nrows(), 1));
+        let rows = concatenate(Axis(1), &[ones.view(), data]).expect("same height");
+        self.add(rows.view());
+    }
+
+    /// How many rows went in.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// R, square (padded with zero rows while fewer rows than columns went in).
+    pub fn r(&self) -> Array2<f64> {
+        let width = self.r.ncols();
+        let mut out = Array2::zeros((width, width));
+        let n = self.r.nrows().min(width);
+        out.slice_mut(s![..n, ..]).assign(&self.r.slice(s![..n, ..]));
+        out
+    }
+
+    /// Means and population standard deviations of the data columns, from R of `[1, X]`:
+    /// the first row of R holds the sums (scaled by sqrt(n)), and R without its first row
+    /// and column is the R of the centered data.
+    pub fn scaling(&self) -> Scaling {
+        let r = self.r();
+        let n = self.rows as f64;
+        let r00 = r[[0, 0]];
+        let k = r.ncols() - 1;
+        let means = (1..=k).map(|j| r[[0, j]] / r00).collect();
+        let centered = r.slice(s![1.., 1..]);
+        let scales = (0..k)
+            .map(|j| {
+                let col: Array1<f64> = centered.column(j).to_owned();
+                (col.dot(&col) / n).sqrt()
+            })
+            .collect();
+        Scaling { means, scales }
+    }
+}
