@@ -25,7 +25,7 @@ OTHER_MAJORS := 14 16 17 18
 CARGO ?= cargo
 CARGO_FLAGS ?= --release
 
-EXAMPLES := hello_world worker_spi
+EXAMPLES := hello_world worker_spi alps
 PROFILE_DIR = $(or $(CARGO_TARGET_DIR),target)/release
 
 # Evaluated when used, so that `make test` can install pg_config first.
@@ -37,7 +37,7 @@ EXTDIR = $(shell $(PG_CONFIG_CMD) --sharedir)/extension
 all: build
 
 build:
-	$(CARGO) build $(CARGO_FLAGS) -p bgworker-examples --examples
+	$(CARGO) build $(CARGO_FLAGS) -p bgworker-examples -p alps --examples
 
 setup:
 	@scripts/setup.sh
@@ -65,7 +65,7 @@ uninstall:
 	@for f in $(wildcard contrib/*/*.control contrib/*/*.sql); do rm -f '$(DESTDIR)$(EXTDIR)'/$$(basename $$f); done
 
 test: setup
-	$(CARGO) build $(CARGO_FLAGS) -p bgworker-examples --examples
+	$(CARGO) build $(CARGO_FLAGS) -p bgworker-examples -p alps --examples
 	$(CARGO) build $(CARGO_FLAGS) -p bgworker-test-workers
 	$(CARGO) test $(CARGO_FLAGS) -p bgworker --features testing
 	$(CARGO) test $(CARGO_FLAGS) -p bgworker-tests
@@ -84,11 +84,11 @@ test-all: setup
 	done
 
 demo: setup
-	$(CARGO) build $(CARGO_FLAGS) -p bgworker-examples --examples
+	$(CARGO) build $(CARGO_FLAGS) -p bgworker-examples -p alps --examples
 	$(CARGO) run $(CARGO_FLAGS) -p bgworker-tests --bin demo
 
 bench: setup
-	$(CARGO) build $(CARGO_FLAGS) -p bgworker-examples --examples
+	$(CARGO) build $(CARGO_FLAGS) -p bgworker-examples -p alps --examples
 	$(CARGO) build $(CARGO_FLAGS) -p bgworker-test-workers
 	$(CARGO) run $(CARGO_FLAGS) -p bgworker-tests --bin bench
 

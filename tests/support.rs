@@ -103,12 +103,24 @@ pub fn run_extension_script(client: &mut postgres::Client, extension: &str, vers
     let path = root.join(format!("contrib/{extension}/{extension}--{version}.sql"));
     let script =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let control =
+        std::fs::read_to_string(root.join(format!("contrib/{extension}/{extension}.control")))
+            .unwrap();
+    let schema = control
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("schema")
+                .map(|v| v.trim_start_matches([' ', '=']).trim().to_string())
+        })
+        .unwrap_or_else(|| "public".to_string());
     let script: String = script
         .lines()
         .filter(|l| !l.starts_with("\\echo"))
         .collect::<Vec<_>>()
         .join("\n")
-        .replace("MODULE_PATHNAME", extension);
+        .replace("MODULE_PATHNAME", extension)
+        .replace("@extschema@", &schema);
     client
         .batch_execute(&script)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));

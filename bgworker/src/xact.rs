@@ -110,7 +110,12 @@ fn commit() -> Result<()> {
     done.map_err(|e| {
         abort();
         Error::from(e)
-    })
+    })?;
+    // Workers have no idle loop that flushes statistics: do it here, as worker_spi does, so
+    // pg_stat_* views see this transaction's changes.
+    // SAFETY: reporting statistics outside a transaction; failures only lose statistics.
+    let _ = guard(|| unsafe { pg_sys::pgstat_report_stat(true) });
+    Ok(())
 }
 
 /// Aborts whatever transaction is open; cleans up SPI, snapshots, locks and memory.

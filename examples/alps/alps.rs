@@ -19,26 +19,49 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 bgworker::pg_module_magic!();
 
-pub static DATABASE: GucString =
-    GucString::new(c"alps.database", c"Database ALPS connects to.", Some(c"postgres")).context(GucContext::Postmaster);
-pub static NAPTIME: GucInt = GucInt::new(c"alps.naptime", c"Seconds between ALPS cycles.", 10, 1, 86_400)
-    .context(GucContext::Sighup)
-    .unit(Unit::Seconds);
+pub static DATABASE: GucString = GucString::new(
+    c"alps.database",
+    c"Database ALPS connects to.",
+    Some(c"postgres"),
+)
+.context(GucContext::Postmaster);
+pub static NAPTIME: GucInt = GucInt::new(
+    c"alps.naptime",
+    c"Seconds between ALPS cycles.",
+    10,
+    1,
+    86_400,
+)
+.context(GucContext::Sighup)
+.unit(Unit::Seconds);
 pub static INCLUDE_SCHEMAS: GucString = GucString::new(
     c"alps.include_schemas",
     c"Comma-separated schemas to learn from (empty: all but system schemas and alps).",
     None,
 )
 .context(GucContext::Sighup);
-pub static EXCLUDE_SCHEMAS: GucString =
-    GucString::new(c"alps.exclude_schemas", c"Comma-separated schemas never to learn from.", None)
-        .context(GucContext::Sighup);
-pub static MAX_ITERATIONS: GucInt =
-    GucInt::new(c"alps.max_iterations", c"Most IRLS iterations of a logistic fit.", 20, 1, 1000)
-        .context(GucContext::Sighup);
-pub static TOLERANCE: GucReal =
-    GucReal::new(c"alps.tolerance", c"IRLS convergence tolerance (deviance and coefficients).", 1e-9, 1e-15, 1e-2)
-        .context(GucContext::Sighup);
+pub static EXCLUDE_SCHEMAS: GucString = GucString::new(
+    c"alps.exclude_schemas",
+    c"Comma-separated schemas never to learn from.",
+    None,
+)
+.context(GucContext::Sighup);
+pub static MAX_ITERATIONS: GucInt = GucInt::new(
+    c"alps.max_iterations",
+    c"Most IRLS iterations of a logistic fit.",
+    20,
+    1,
+    1000,
+)
+.context(GucContext::Sighup);
+pub static TOLERANCE: GucReal = GucReal::new(
+    c"alps.tolerance",
+    c"IRLS convergence tolerance (deviance and coefficients).",
+    1e-9,
+    1e-15,
+    1e-2,
+)
+.context(GucContext::Sighup);
 pub static LOGIT_L2: GucReal = GucReal::new(
     c"alps.logit_l2",
     c"L2 penalty of the logistic refit after separation (0: no refit).",
@@ -54,13 +77,23 @@ pub static IMPUTE: GucEnum = GucEnum::new(
     &[(c"mean", 0), (c"none", 1)],
 )
 .context(GucContext::Sighup);
-pub static BATCH_PAGES: GucInt =
-    GucInt::new(c"alps.batch_pages", c"Heap pages per prediction write batch.", 64, 1, 1_000_000)
-        .context(GucContext::Sighup);
-pub static LOCK_TIMEOUT: GucInt =
-    GucInt::new(c"alps.lock_timeout", c"How long ALPS waits for a lock before leaving the table for the next cycle.", 1000, 1, 600_000)
-        .context(GucContext::Sighup)
-        .unit(Unit::Milliseconds);
+pub static BATCH_PAGES: GucInt = GucInt::new(
+    c"alps.batch_pages",
+    c"Heap pages per prediction write batch.",
+    64,
+    1,
+    1_000_000,
+)
+.context(GucContext::Sighup);
+pub static LOCK_TIMEOUT: GucInt = GucInt::new(
+    c"alps.lock_timeout",
+    c"How long ALPS waits for a lock before leaving the table for the next cycle.",
+    1000,
+    1,
+    600_000,
+)
+.context(GucContext::Sighup)
+.unit(Unit::Milliseconds);
 
 /// The worker's latch, for `alps.wake()` (an address in shared memory, valid in every
 /// process of the cluster).
@@ -89,7 +122,10 @@ impl Worker for Alps {
         let database = DATABASE.get().unwrap_or_else(|| "postgres".to_string());
         worker::connect(worker::Connection::new(worker::Database::Name(&database)))?;
         // SAFETY: MyLatch points into this process's PGPROC, in shared memory.
-        LATCH.get()?.store(unsafe { bgworker::pg_sys::MyLatch } as usize, Ordering::Release);
+        LATCH.get()?.store(
+            unsafe { bgworker::pg_sys::MyLatch } as usize,
+            Ordering::Release,
+        );
         catalog::ensure()?;
         log!("alps started in database \"{database}\"");
         let event = latch::WaitEvent::named(c"AlpsMain")?;

@@ -33,7 +33,11 @@ pub fn ensure() -> Result<()> {
 }
 
 fn schema_list(value: Option<String>) -> Option<Vec<String>> {
-    let list: Vec<String> = value?.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    let list: Vec<String> = value?
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
     (!list.is_empty()).then_some(list)
 }
 
@@ -52,10 +56,11 @@ struct Candidate {
 pub fn cycle() -> Result<()> {
     let include = schema_list(crate::INCLUDE_SCHEMAS.get());
     let exclude = schema_list(crate::EXCLUDE_SCHEMAS.get()).unwrap_or_default();
-    let rows: Vec<(u32, String, String, i64, i64, Option<i64>, Option<i64>)> = xact::transaction(|spi| {
-        spi.report_activity("alps: looking for analysed tables");
-        spi.query(
-            "SELECT c.oid, n.nspname::text, c.relname::text,
+    let rows: Vec<(u32, String, String, i64, i64, Option<i64>, Option<i64>)> =
+        xact::transaction(|spi| {
+            spi.report_activity("alps: looking for analysed tables");
+            spi.query(
+                "SELECT c.oid, n.nspname::text, c.relname::text,
                     coalesce(s.analyze_count + s.autoanalyze_count, 0)::int8,
                     coalesce(s.n_tup_ins + s.n_tup_upd + s.n_tup_del, 0)::int8,
                     t.analyses, t.expected_changes
@@ -69,26 +74,32 @@ pub fn cycle() -> Result<()> {
                 AND ($1::text[] IS NULL OR n.nspname = ANY ($1))
                 AND NOT (n.nspname = ANY ($2))
               ORDER BY 2, 3",
-            &[&include, &exclude],
-        )
-    })?;
+                &[&include, &exclude],
+            )
+        })?;
     for (relid, schema, table, analyses, changes, seen_analyses, expected_changes) in rows {
         if signals::shutdown_requested() {
             break;
         }
-        let c = Candidate { relid, schema, table, analyses, changes, seen_analyses, expected_changes };
+        let c = Candidate {
+            relid,
+            schema,
+            table,
+            analyses,
+            changes,
+            seen_analyses,
+            expected_changes,
+        };
         let due = match (c.seen_analyses, c.expected_changes) {
             _ if c.analyses == 0 => false,
             (None, _) => true,
             (Some(seen), Some(expected)) => c.analyses > seen && c.changes > expected,
             (Some(seen), None) => c.analyses > seen,
         };
+        // An ANALYZE that only saw ALPS's own writes leaves `changes` at `expected`: nothing
+        // to learn. Others' changes may reach the statistics a little after their ANALYZE;
+        // the table is then picked up by a later cycle.
         if !due {
-            // An ANALYZE that only saw ALPS's own writes: remember it, train nothing.
-            if c.seen_analyses.is_some_and(|seen| c.analyses > seen) {
-                let (relid, analyses) = (c.relid, c.analyses);
-                xact::transaction(|spi| spi.execute("UPDATE alps.tables SET analyses = $2 WHERE relid = $1", &[&relid, &analyses]))?;
-            }
             continue;
         }
         match train_table(&c) {
@@ -98,7 +109,9 @@ pub fn cycle() -> Result<()> {
                 c.schema,
                 c.table
             ),
-            Err(TrainError::Failed(e)) => warning!("alps: skipping table {}.{}: {e}", c.schema, c.table),
+            Err(TrainError::Failed(e)) => {
+                warning!("alps: skipping table {}.{}: {e}", c.schema, c.table)
+            }
         }
     }
     Ok(())
@@ -138,7 +151,11 @@ fn train_table(c: &Candidate) -> Result<(), TrainError> {
         tolerance: crate::TOLERANCE.get(),
         l2: crate::LOGIT_L2.get(),
     };
-    let qualified = format!("{}.{}", spi::quote_identifier(&c.schema)?, spi::quote_identifier(&c.table)?);
+    let qualified = format!(
+        "{}.{}",
+        spi::quote_identifier(&c.schema)?,
+        spi::quote_identifier(&c.table)?
+    );
     let (columns, models, skipped) = xact::transaction(|spi| {
         polite(spi)?;
         spi.report_activity(&format!("alps: training {}.{}", c.schema, c.table));
@@ -148,7 +165,13 @@ fn train_table(c: &Candidate) -> Result<(), TrainError> {
         }
         let select: Vec<String> = columns.iter().map(Column::as_float8).collect();
         let sql = format!("SELECT {} FROM ONLY {qualified}", select.join(", "));
-        let mut rows = TableRows { spi, sql, width: columns.len(), batch: 10_000, skipped: 0 };
+        let mut rows = TableRows {
+            spi,
+            sql,
+            width: columns.len(),
+            batch: 10_000,
+            skipped: 0,
+        };
         let mut triangle = Triangle::new(columns.len() + 1);
         alps_models::Rows::for_each_batch(&mut rows, &mut |batch| triangle.add_data(batch))?;
         let skipped = rows.skipped;
@@ -161,7 +184,12 @@ fn train_table(c: &Candidate) -> Result<(), TrainError> {
             };
             match fitted {
                 Ok(model) => models.push((target, model)),
-                Err(e) => log!("alps: no model for {}.{}.{}: {e}", c.schema, c.table, column.name),
+                Err(e) => log!(
+                    "alps: no model for {}.{}.{}: {e}",
+                    c.schema,
+                    c.table,
+                    column.name
+                ),
             }
         }
         Ok((columns, models, skipped))
@@ -173,7 +201,16 @@ fn train_table(c: &Candidate) -> Result<(), TrainError> {
     let names: Vec<&str> = columns.iter().map(|col| col.name.as_str()).collect();
     xact::transaction(|spi| {
         for (target, model) in &models {
-            predict::store_model(spi, &c.schema, &c.table, names[*target], model, &names, skipped, seconds)?;
+            predict::store_model(
+                spi,
+                &c.schema,
+                &c.table,
+                names[*target],
+                model,
+                &names,
+                skipped,
+                seconds,
+            )?;
         }
         Ok(())
     })?;
@@ -193,8 +230,14 @@ fn train_table(c: &Candidate) -> Result<(), TrainError> {
 /// so that an ANALYZE caused only by those writes does not retrain it.
 fn record(c: &Candidate, written: u64) -> Result<(), TrainError> {
     let (relid, analyses) = (c.relid, c.analyses);
-    let expected = c.changes + written as i64;
     xact::transaction(|spi| {
+        // Our own writes are in the statistics by now (transactions flush them); whatever
+        // else arrived since the cycle started was there before this training, too.
+        let now: Option<i64> = spi.query_opt(
+            "SELECT (n_tup_ins + n_tup_upd + n_tup_del)::int8 FROM pg_stat_user_tables WHERE relid = $1",
+            &[&relid],
+        )?;
+        let expected = now.unwrap_or(0).max(c.changes + written as i64);
         spi.execute(
             "INSERT INTO alps.tables VALUES ($1, $2, $3, $4, $5, now())
              ON CONFLICT (relid) DO UPDATE

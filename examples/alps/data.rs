@@ -43,7 +43,13 @@ pub fn modelled_columns(spi: &mut Spi, relid: u32) -> Result<Vec<Column>> {
         &[&relid],
     )?;
     rows.into_iter()
-        .map(|(name, boolean)| Ok(Column { quoted: spi::quote_identifier(&name)?, name, boolean }))
+        .map(|(name, boolean)| {
+            Ok(Column {
+                quoted: spi::quote_identifier(&name)?,
+                name,
+                boolean,
+            })
+        })
         .collect()
 }
 
@@ -52,7 +58,10 @@ struct Floats(Vec<Option<f64>>);
 
 impl FromRow for Floats {
     fn from_row(row: &Row) -> Result<Self> {
-        (0..row.len()).map(|i| row.get::<Option<f64>>(i)).collect::<Result<Vec<_>>>().map(Floats)
+        (0..row.len())
+            .map(|i| row.get::<Option<f64>>(i))
+            .collect::<Result<Vec<_>>>()
+            .map(Floats)
     }
 }
 

@@ -52,7 +52,9 @@ fn relation_name(schema: &str, table: &str, column: &str, kind: &str) -> String 
         return full;
     }
     // FNV-1a: stable across runs and builds.
-    let hash = full.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let hash = full.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
     let suffix = format!("_{:08x}_{kind}", hash as u32);
     let mut cut = 63 - suffix.len();
     while !full.is_char_boundary(cut) {
@@ -83,10 +85,19 @@ pub fn store_model(
     let mut features = vec!["(Intercept)".to_string()];
     features.extend(model.supports().iter().map(|&j| names[j].to_string()));
     let skipped = skipped as i64;
-    let (means, scales) = (model.scaling().means.clone(), model.scaling().scales.clone());
+    let (means, scales) = (
+        model.scaling().means.clone(),
+        model.scaling().scales.clone(),
+    );
     let (rows, iterations, converged, separated, penalty) = match model {
         Model::Linear(m) => (m.rows as i64, 0, true, false, 0.0),
-        Model::Logistic(m) => (m.rows as i64, m.iterations as i32, m.converged, m.separated, m.penalty),
+        Model::Logistic(m) => (
+            m.rows as i64,
+            m.iterations as i32,
+            m.converged,
+            m.separated,
+            m.penalty,
+        ),
     };
     spi.execute(
         "INSERT INTO alps.models VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now(), $15, $16)
@@ -99,7 +110,10 @@ pub fn store_model(
             &skipped, &iterations, &converged, &separated, &penalty, &seconds, &relation,
         ],
     )?;
-    spi.execute(&format!("DROP TABLE IF EXISTS {quoted}"), &[])?;
+    let exists: bool = spi.query_one("SELECT to_regclass($1) IS NOT NULL", &[&quoted])?;
+    if exists {
+        spi.execute(&format!("DROP TABLE {quoted}"), &[])?;
+    }
     match model {
         Model::Linear(m) => {
             spi.execute(
@@ -112,7 +126,17 @@ pub fn store_model(
             )?;
             spi.execute(
                 &format!("INSERT INTO {quoted} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
-                &[&m.coef, &m.r2, &m.std_err, &m.t_stats, &m.p_values, &m.condition_no, &rows, &skipped, &features],
+                &[
+                    &m.coef,
+                    &m.r2,
+                    &m.std_err,
+                    &m.t_stats,
+                    &m.p_values,
+                    &m.condition_no,
+                    &rows,
+                    &skipped,
+                    &features,
+                ],
             )?;
         }
         Model::Logistic(m) => {
@@ -125,10 +149,21 @@ pub fn store_model(
                 &[],
             )?;
             spi.execute(
-                &format!("INSERT INTO {quoted} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
+                &format!(
+                    "INSERT INTO {quoted} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                ),
                 &[
-                    &m.coef, &m.log_likelihood, &m.std_err, &m.z_stats, &m.p_values, &m.odds_ratios, &m.condition_no,
-                    &(m.iterations as i32), &rows, &skipped, &features,
+                    &m.coef,
+                    &m.log_likelihood,
+                    &m.std_err,
+                    &m.z_stats,
+                    &m.p_values,
+                    &m.odds_ratios,
+                    &m.condition_no,
+                    &(m.iterations as i32),
+                    &rows,
+                    &skipped,
+                    &features,
                 ],
             )?;
         }
@@ -164,7 +199,12 @@ fn expression(model: &Model, columns: &[Column], impute: bool, params: &mut Vec<
 
 /// Adds missing `__predicted` columns, then rewrites, batch by batch, the rows whose
 /// prediction changed. Returns how many rows it wrote.
-pub fn write(relid: u32, qualified: &str, columns: &[Column], models: &[(usize, Model)]) -> Result<u64, TrainError> {
+pub fn write(
+    relid: u32,
+    qualified: &str,
+    columns: &[Column],
+    models: &[(usize, Model)],
+) -> Result<u64, TrainError> {
     let impute = crate::IMPUTE.get_name() == "mean";
     // Names that would not fit PostgreSQL's 63 bytes are left alone rather than truncated
     // into a name that might belong to something else.
@@ -173,7 +213,10 @@ pub fn write(relid: u32, qualified: &str, columns: &[Column], models: &[(usize, 
         .filter(|(target, _)| {
             let fits = predicted_name(&columns[*target].name).len() <= 63;
             if !fits {
-                log!("alps: column name {:?} is too long for a __predicted column", columns[*target].name);
+                log!(
+                    "alps: column name {:?} is too long for a __predicted column",
+                    columns[*target].name
+                );
             }
             fits
         })
@@ -200,7 +243,10 @@ pub fn write(relid: u32, qualified: &str, columns: &[Column], models: &[(usize, 
             )?;
             if exists.is_none() {
                 spi.report_activity(&format!("alps: adding {name}"));
-                spi.execute(&format!("ALTER TABLE {qualified} ADD COLUMN {quoted} {kind}"), &[])?;
+                spi.execute(
+                    &format!("ALTER TABLE {qualified} ADD COLUMN {quoted} {kind}"),
+                    &[],
+                )?;
             }
         }
         Ok(())
@@ -220,7 +266,10 @@ pub fn write(relid: u32, qualified: &str, columns: &[Column], models: &[(usize, 
         changed.join(" OR ")
     );
     let pages: i64 = xact::transaction(|spi| {
-        spi.query_one("SELECT pg_relation_size($1::regclass) / current_setting('block_size')::int8", &[&relid])
+        spi.query_one(
+            "SELECT pg_relation_size($1::regclass) / current_setting('block_size')::int8",
+            &[&relid],
+        )
     })?;
     let step = crate::BATCH_PAGES.get() as i64;
     let mut written = 0u64;

@@ -17,7 +17,10 @@ pub trait Rows {
     /// The error of the underlying reader.
     type Error;
     /// Calls `f` with consecutive batches (rows × columns, row-major) of the whole data.
-    fn for_each_batch(&mut self, f: &mut dyn FnMut(ndarray::ArrayView2<f64>)) -> Result<(), Self::Error>;
+    fn for_each_batch(
+        &mut self,
+        f: &mut dyn FnMut(ndarray::ArrayView2<f64>),
+    ) -> Result<(), Self::Error>;
 }
 
 /// Rows held in memory, for tests and small tables.
@@ -25,7 +28,10 @@ pub struct InMemory(pub ndarray::Array2<f64>);
 
 impl Rows for InMemory {
     type Error = std::convert::Infallible;
-    fn for_each_batch(&mut self, f: &mut dyn FnMut(ndarray::ArrayView2<f64>)) -> Result<(), Self::Error> {
+    fn for_each_batch(
+        &mut self,
+        f: &mut dyn FnMut(ndarray::ArrayView2<f64>),
+    ) -> Result<(), Self::Error> {
         f(self.0.view());
         Ok(())
     }

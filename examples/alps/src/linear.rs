@@ -1,7 +1,7 @@
 //! Least squares for one column on all the others, from the shared R factor.
 
 use ndarray::{s, Array1, Array2};
-use ndarray_linalg::{SVD, QR};
+use ndarray_linalg::{QR, SVD};
 
 use crate::stats::t_two_sided_p;
 use crate::Triangle;
@@ -46,7 +46,10 @@ impl std::fmt::Display for FitError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FitError::TooFewRows { rows, coefficients } => {
-                write!(f, "{rows} complete rows cannot fit {coefficients} coefficients")
+                write!(
+                    f,
+                    "{rows} complete rows cannot fit {coefficients} coefficients"
+                )
             }
             FitError::Constant(j) => write!(f, "column {j} is constant"),
             FitError::Singular => f.write_str("the supports are collinear"),
@@ -127,7 +130,10 @@ pub fn fit(t: &Triangle, target: usize) -> Result<LinearFit, FitError> {
     let p = supports.len() + 1;
     let n = t.rows();
     if n <= p as u64 {
-        return Err(FitError::TooFewRows { rows: n, coefficients: p });
+        return Err(FitError::TooFewRows {
+            rows: n,
+            coefficients: p,
+        });
     }
     let (rs, scaling) = standardized_r(t);
     for &j in supports.iter().chain([&target]) {
@@ -150,14 +156,24 @@ pub fn fit(t: &Triangle, target: usize) -> Result<LinearFit, FitError> {
     let sigma2 = rss / df;
 
     // Back to the original scale: w_i = beta_i * s_y / s_i; b = m_y - sum w_i m_i.
-    let w: Vec<f64> = supports.iter().zip(beta_std.iter()).map(|(&j, b)| b * sy / scaling.scales[j]).collect();
-    let intercept = scaling.means[target] - supports.iter().zip(&w).map(|(&j, w)| w * scaling.means[j]).sum::<f64>();
+    let w: Vec<f64> = supports
+        .iter()
+        .zip(beta_std.iter())
+        .map(|(&j, b)| b * sy / scaling.scales[j])
+        .collect();
+    let intercept = scaling.means[target]
+        - supports
+            .iter()
+            .zip(&w)
+            .map(|(&j, w)| w * scaling.means[j])
+            .sum::<f64>();
     // Cov(w) = sigma^2 (Xc'Xc)^-1 = sigma^2 D^-1 (R11'R11)^-1 D^-1; (R11'R11)^-1 = inv inv'.
     let gram_inv = inv.dot(&inv.t());
     let mut cov_w = Array2::zeros((m, m));
     for a in 0..m {
         for b in 0..m {
-            cov_w[[a, b]] = sigma2 * gram_inv[[a, b]] / (scaling.scales[supports[a]] * scaling.scales[supports[b]]);
+            cov_w[[a, b]] = sigma2 * gram_inv[[a, b]]
+                / (scaling.scales[supports[a]] * scaling.scales[supports[b]]);
         }
     }
     let means: Array1<f64> = supports.iter().map(|&j| scaling.means[j]).collect();

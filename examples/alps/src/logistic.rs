@@ -25,7 +25,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Options {
-        Options { max_iterations: 20, tolerance: 1e-9, l2: 1.0 }
+        Options {
+            max_iterations: 20,
+            tolerance: 1e-9,
+            l2: 1.0,
+        }
     }
 }
 
@@ -66,7 +70,12 @@ pub struct LogisticFit {
 }
 
 /// R of `[1, standardized supports, y]`, from the shared R of `[1, all columns]`.
-fn design_triangle(t: &Triangle, supports: &[usize], target: usize, scaling: &Scaling) -> Array2<f64> {
+fn design_triangle(
+    t: &Triangle,
+    supports: &[usize],
+    target: usize,
+    scaling: &Scaling,
+) -> Array2<f64> {
     let r = t.r();
     let mut m = Array2::zeros((r.nrows(), supports.len() + 2));
     m.column_mut(0).assign(&r.column(0));
@@ -74,7 +83,8 @@ fn design_triangle(t: &Triangle, supports: &[usize], target: usize, scaling: &Sc
         let col = (&r.column(j + 1) - &(&r.column(0) * scaling.means[j])) / scaling.scales[j];
         m.column_mut(to + 1).assign(&col);
     }
-    m.column_mut(supports.len() + 1).assign(&r.column(target + 1));
+    m.column_mut(supports.len() + 1)
+        .assign(&r.column(target + 1));
     let (_, q) = m.qr().expect("QR of a small finite matrix");
     q
 }
@@ -114,7 +124,11 @@ fn sigmoid(eta: f64) -> f64 {
 /// -log P(y | eta) for y in {0, 1}, without overflow.
 fn neg_log_likelihood(eta: f64, y: f64) -> f64 {
     // log(1 + exp(eta)) - y * eta
-    let softplus = if eta > 0.0 { eta + (-eta).exp().ln_1p() } else { eta.exp().ln_1p() };
+    let softplus = if eta > 0.0 {
+        eta + (-eta).exp().ln_1p()
+    } else {
+        eta.exp().ln_1p()
+    };
     softplus - y * eta
 }
 
@@ -127,13 +141,21 @@ struct Pass {
 }
 
 /// Fits `target` (0/1 values) on all other columns.
-pub fn fit<D: Rows>(data: &mut D, t: &Triangle, target: usize, options: Options) -> Result<Result<LogisticFit, FitError>, D::Error> {
+pub fn fit<D: Rows>(
+    data: &mut D,
+    t: &Triangle,
+    target: usize,
+    options: Options,
+) -> Result<Result<LogisticFit, FitError>, D::Error> {
     let k = t.r().ncols() - 1;
     let supports: Vec<usize> = (0..k).filter(|&j| j != target).collect();
     let p = supports.len() + 1;
     let n = t.rows();
     if n <= p as u64 {
-        return Ok(Err(FitError::TooFewRows { rows: n, coefficients: p }));
+        return Ok(Err(FitError::TooFewRows {
+            rows: n,
+            coefficients: p,
+        }));
     }
     let scaling = t.scaling();
     if let Some(&j) = supports.iter().find(|&&j| scaling.scales[j] == 0.0) {
@@ -152,14 +174,30 @@ pub fn fit<D: Rows>(data: &mut D, t: &Triangle, target: usize, options: Options)
     first.column_mut(p).assign(&zc);
     first.mapv_inplace(|v| v * 0.5);
 
-    let mle = irls(data, &supports, target, &support_scaling, &first, 0.0, options)?;
+    let mle = irls(
+        data,
+        &supports,
+        target,
+        &support_scaling,
+        &first,
+        0.0,
+        options,
+    )?;
     let (mle, passes_mle) = match mle {
         Ok(v) => v,
         Err(e) => return Ok(Err(e)),
     };
     let separated = mle.separated;
     let (chosen, penalty) = if separated && options.l2 > 0.0 {
-        match irls(data, &supports, target, &support_scaling, &first, options.l2, options)? {
+        match irls(
+            data,
+            &supports,
+            target,
+            &support_scaling,
+            &first,
+            options.l2,
+            options,
+        )? {
             Ok((pen, _)) => (pen, options.l2),
             Err(e) => return Ok(Err(e)),
         }
@@ -170,7 +208,12 @@ pub fn fit<D: Rows>(data: &mut D, t: &Triangle, target: usize, options: Options)
 
     // Back to the original scale: b = b_s - sum w_s m / s; w = w_s / s.
     let beta = &chosen.beta;
-    let mut coef = vec![beta[0] - (1..p).map(|i| beta[i] * support_scaling.means[i - 1] / support_scaling.scales[i - 1]).sum::<f64>()];
+    let mut coef = vec![
+        beta[0]
+            - (1..p)
+                .map(|i| beta[i] * support_scaling.means[i - 1] / support_scaling.scales[i - 1])
+                .sum::<f64>(),
+    ];
     coef.extend((1..p).map(|i| beta[i] / support_scaling.scales[i - 1]));
     let mut a = Array2::zeros((p, p));
     a[[0, 0]] = 1.0;
@@ -249,7 +292,8 @@ fn irls<D: Rows>(
         growth.push(size);
         beta = next;
         inv = next_inv;
-        let deviance_settled = (deviance - previous_deviance).abs() / (deviance.abs() + 0.1) < options.tolerance;
+        let deviance_settled =
+            (deviance - previous_deviance).abs() / (deviance.abs() + 0.1) < options.tolerance;
         if deviance_settled && step <= options.tolerance * (1.0 + size) {
             converged = true;
             break;
@@ -257,15 +301,38 @@ fn irls<D: Rows>(
     }
     // Separation: fitted probabilities at 0 or 1 while the coefficients keep growing (or the
     // deviance has all but vanished), or no convergence with ever larger coefficients.
-    let growing = growth.len() >= 3 && growth.windows(2).rev().take(2).all(|w| w[1] > w[0] * (1.0 + 1e-6));
+    let growing = growth.len() >= 3
+        && growth
+            .windows(2)
+            .rev()
+            .take(2)
+            .all(|w| w[1] > w[0] * (1.0 + 1e-6));
     let vanishing = deviance < 1e-6;
-    let separated =
-        l2 == 0.0 && (degenerate || (extreme > 0 && (growing || vanishing || !converged)) || (!converged && growing));
+    let separated = l2 == 0.0
+        && (degenerate
+            || (extreme > 0 && (growing || vanishing || !converged))
+            || (!converged && growing));
     let _ = p;
-    Ok(Ok((Irls { beta, inv, deviance, iterations, converged, separated }, iterations)))
+    Ok(Ok((
+        Irls {
+            beta,
+            inv,
+            deviance,
+            iterations,
+            converged,
+            separated,
+        },
+        iterations,
+    )))
 }
 
-fn weighted_pass<D: Rows>(data: &mut D, supports: &[usize], target: usize, scaling: &Scaling, beta: &Array1<f64>) -> Result<Pass, D::Error> {
+fn weighted_pass<D: Rows>(
+    data: &mut D,
+    supports: &[usize],
+    target: usize,
+    scaling: &Scaling,
+    beta: &Array1<f64>,
+) -> Result<Pass, D::Error> {
     let p = supports.len() + 1;
     let mut tri = Triangle::new(p + 1);
     let mut deviance = 0.0;
@@ -297,5 +364,9 @@ fn weighted_pass<D: Rows>(data: &mut D, supports: &[usize], target: usize, scali
         }
         tri.add(rows.view());
     })?;
-    Ok(Pass { r: tri.r(), deviance, extreme })
+    Ok(Pass {
+        r: tri.r(),
+        deviance,
+        extreme,
+    })
 }

@@ -16,7 +16,10 @@ pub struct Triangle {
 impl Triangle {
     /// An empty factor for rows of `width` values (intercept column included).
     pub fn new(width: usize) -> Triangle {
-        Triangle { r: Array2::zeros((0, width)), rows: 0 }
+        Triangle {
+            r: Array2::zeros((0, width)),
+            rows: 0,
+        }
     }
 
     /// Adds rows (already including the intercept column, and any weights).
@@ -47,7 +50,8 @@ impl Triangle {
         let width = self.r.ncols();
         let mut out = Array2::zeros((width, width));
         let n = self.r.nrows().min(width);
-        out.slice_mut(s![..n, ..]).assign(&self.r.slice(s![..n, ..]));
+        out.slice_mut(s![..n, ..])
+            .assign(&self.r.slice(s![..n, ..]));
         out
     }
 
