@@ -487,8 +487,7 @@ fn a_second_analyze_without_changes_rewrites_nothing() {
     let last = cluster
         .log()
         .lines()
-        .filter(|l| l.contains("models on public.calm"))
-        .last()
+        .rfind(|l| l.contains("models on public.calm"))
         .unwrap()
         .to_string();
     assert!(last.ends_with("; 1 rows predicted anew"), "{last}");

@@ -52,15 +52,28 @@ struct Candidate {
     expected_changes: Option<i64>,
 }
 
+impl FromRow for Candidate {
+    fn from_row(row: &Row) -> Result<Self> {
+        Ok(Candidate {
+            relid: row.get(0)?,
+            schema: row.get(1)?,
+            table: row.get(2)?,
+            analyses: row.get(3)?,
+            changes: row.get(4)?,
+            seen_analyses: row.get(5)?,
+            expected_changes: row.get(6)?,
+        })
+    }
+}
+
 /// One round: every table analysed since its last training (by others' changes) is trained.
 pub fn cycle() -> Result<()> {
     let include = schema_list(crate::INCLUDE_SCHEMAS.get());
     let exclude = schema_list(crate::EXCLUDE_SCHEMAS.get()).unwrap_or_default();
-    let rows: Vec<(u32, String, String, i64, i64, Option<i64>, Option<i64>)> =
-        xact::transaction(|spi| {
-            spi.report_activity("alps: looking for analysed tables");
-            spi.query(
-                "SELECT c.oid, n.nspname::text, c.relname::text,
+    let candidates: Vec<Candidate> = xact::transaction(|spi| {
+        spi.report_activity("alps: looking for analysed tables");
+        spi.query(
+            "SELECT c.oid, n.nspname::text, c.relname::text,
                     coalesce(s.analyze_count + s.autoanalyze_count, 0)::int8,
                     coalesce(s.n_tup_ins + s.n_tup_upd + s.n_tup_del, 0)::int8,
                     t.analyses, t.expected_changes
@@ -74,22 +87,13 @@ pub fn cycle() -> Result<()> {
                 AND ($1::text[] IS NULL OR n.nspname = ANY ($1))
                 AND NOT (n.nspname = ANY ($2))
               ORDER BY 2, 3",
-                &[&include, &exclude],
-            )
-        })?;
-    for (relid, schema, table, analyses, changes, seen_analyses, expected_changes) in rows {
+            &[&include, &exclude],
+        )
+    })?;
+    for c in candidates {
         if signals::shutdown_requested() {
             break;
         }
-        let c = Candidate {
-            relid,
-            schema,
-            table,
-            analyses,
-            changes,
-            seen_analyses,
-            expected_changes,
-        };
         let due = match (c.seen_analyses, c.expected_changes) {
             _ if c.analyses == 0 => false,
             (None, _) => true,
