@@ -1,45 +1,156 @@
-//! `make demo`: a throwaway cluster with the examples loaded, showing what they do.
+//! `make demo`: a throwaway cluster with the examples loaded, showing what each one does.
 
 use std::time::Duration;
 
-use bgworker_tests::{example, Cluster};
+use bgworker_tests::{example, run_extension_script, Cluster};
+use postgres::Client;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn show(client: &mut Client, sql: &str) {
+    println!("=> {sql}");
+    for row in client.query(sql, &[]).expect("demo query") {
+        let cells: Vec<String> = (0..row.len())
+            .map(|i| {
+                row.try_get::<_, Option<String>>(i)
+                    .ok()
+                    .flatten()
+                    .or_else(|| {
+                        row.try_get::<_, Option<bool>>(i)
+                            .ok()
+                            .flatten()
+                            .map(|b| b.to_string())
+                    })
+                    .or_else(|| {
+                        row.try_get::<_, Option<i32>>(i)
+                            .ok()
+                            .flatten()
+                            .map(|v| v.to_string())
+                    })
+                    .or_else(|| {
+                        row.try_get::<_, Option<i64>>(i)
+                            .ok()
+                            .flatten()
+                            .map(|v| v.to_string())
+                    })
+                    .or_else(|| {
+                        row.try_get::<_, Option<f64>>(i)
+                            .ok()
+                            .flatten()
+                            .map(|v| format!("{v:.4}"))
+                    })
+                    .or_else(|| row.try_get::<_, Option<Vec<String>>>(i).ok().flatten().map(|v| format!("{{{}}}", v.join(","))))
+                    .or_else(|| {
+                        row.try_get::<_, Option<Vec<f64>>>(i)
+                            .ok()
+                            .flatten()
+                            .map(|v| {
+                                format!(
+                                    "{{{}}}",
+                                    v.iter()
+                                        .map(|x| format!("{x:.3}"))
+                                        .collect::<Vec<_>>()
+                                        .join(",")
+                                )
+                            })
+                    })
+                    .unwrap_or_else(|| "NULL".to_string())
+            })
+            .collect();
+        println!("   {}", cells.join(" | "));
+    }
+}
 
 fn main() {
-    println!("Starting a throwaway PostgreSQL cluster with hello_world preloaded...");
+    println!("Starting a throwaway PostgreSQL cluster with hello_world, worker_spi and alps preloaded...");
     let cluster = Cluster::builder()
         .preload(example("hello_world"))
+        .preload(example("worker_spi"))
+        .preload(example("alps"))
         .setting("hello_world.naptime", "2")
+        .setting("worker_spi.naptime", "1")
+        .setting("worker_spi.total_workers", "1")
+        .setting("alps.naptime", "2")
         .start();
     println!(
         "  port {}, data in {}\n",
         cluster.port(),
         cluster.data_dir().display()
     );
-
-    cluster.wait_for_log("Hello World!", Duration::from_secs(30));
     let mut client = cluster.connect();
-    println!("SELECT pid, backend_type, application_name FROM pg_stat_activity WHERE backend_type = 'hello_world';");
-    for row in client
-        .query(
-            "SELECT pid, backend_type, application_name FROM pg_stat_activity WHERE backend_type = 'hello_world'",
-            &[],
-        )
-        .expect("query pg_stat_activity")
+
+    println!("## hello_world: greets in the log every hello_world.naptime seconds\n");
+    cluster.wait_for_log("Hello World!", WAIT);
+    show(&mut client, "SELECT pid, backend_type, application_name FROM pg_stat_activity WHERE backend_type <> 'client backend' AND datname IS NULL AND application_name <> ''");
+    for line in cluster
+        .log()
+        .lines()
+        .filter(|l| l.contains("hello_world:"))
+        .take(3)
     {
-        let (pid, kind, app): (i32, String, String) = (row.get(0), row.get(1), row.get(2));
-        println!("  pid {pid} | {kind} | {app}");
+        println!("   {line}");
     }
 
-    println!(
-        "\nThe worker greets every 2 seconds; changing hello_world.naptime to 1 with a reload:"
+    println!("\n## worker_spi: counts deltas into a total, in its own schema\n");
+    run_extension_script(&mut client, "worker_spi", "1.0");
+    show(
+        &mut client,
+        "SELECT worker_spi_launch(2) IS NOT NULL AS launched",
     );
+    cluster.poll(WAIT, || {
+        client
+            .query_one(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'schema2'",
+                &[],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    });
     client
-        .batch_execute("ALTER SYSTEM SET hello_world.naptime = 1")
+        .batch_execute(
+            "INSERT INTO schema2.counted VALUES ('total', 0), ('delta', 3), ('delta', 4)",
+        )
         .unwrap();
-    client.batch_execute("SELECT pg_reload_conf()").unwrap();
-    std::thread::sleep(Duration::from_secs(4));
-    for line in cluster.log().lines().filter(|l| l.contains("hello_world:")) {
-        println!("  {line}");
-    }
+    cluster.wait_for_log("count in schema2.counted is now 7", WAIT);
+    show(&mut client, "SELECT type, value FROM schema2.counted");
+
+    println!("\n## ALPS: models of every column of mtcars, predictions next to them\n");
+    cluster.wait_for_log("alps started", WAIT);
+    run_extension_script(&mut client, "alps", "1.0");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    client
+        .batch_execute(&std::fs::read_to_string(root.join("contrib/alps/mtcars.sql")).unwrap())
+        .unwrap();
+    client
+        .batch_execute("ANALYZE rdata.mtcars; SELECT alps.wake();")
+        .unwrap();
+    cluster.wait_for_log("alps: trained 11 models on rdata.mtcars", WAIT);
+    show(&mut client, "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'rdata' AND table_name = 'mtcars' ORDER BY ordinal_position");
+    show(&mut client, "SELECT model, am, am__predicted, round(mpg, 1)::text AS mpg, round(mpg__predicted::numeric, 1)::text AS mpg_predicted FROM rdata.mtcars ORDER BY id LIMIT 6");
+    show(
+        &mut client,
+        "SELECT features, odds_ratios FROM alps.rdata_mtcars_am_logit",
+    );
+    show(&mut client, "SELECT column_name, kind, separated, penalty, rows_used FROM alps.models ORDER BY column_name");
+    client
+        .batch_execute(
+            "INSERT INTO rdata.mtcars (model, mpg, cyl, disp, hp, drat, wt, qsec, vs, am, gear, carb)
+             VALUES ('Prototype', 30.1, 4, 90, 70, 4.1, 1.9, 19, 1, NULL, 5, 1);
+             ANALYZE rdata.mtcars; SELECT alps.wake();",
+        )
+        .unwrap();
+    cluster.poll(WAIT, || {
+        client
+            .query_one(
+                "SELECT am__predicted IS NOT NULL FROM rdata.mtcars WHERE model = 'Prototype'",
+                &[],
+            )
+            .unwrap()
+            .get::<_, bool>(0)
+    });
+    show(&mut client, "SELECT model, coalesce(am, am__predicted) AS manual FROM rdata.mtcars WHERE model = 'Prototype'");
     println!("\nStopping and removing the cluster.");
 }

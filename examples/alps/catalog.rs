@@ -178,16 +178,20 @@ fn train_table(c: &Candidate) -> Result<(), TrainError> {
         };
         let mut triangle = Triangle::new(columns.len() + 1);
         alps_models::Rows::for_each_batch(&mut rows, &mut |batch| triangle.add_data(batch))?;
+        // The pass is shared by every model of the table: each one's time includes it.
+        let shared_pass = started.elapsed().as_secs_f64();
         let skipped = rows.skipped;
         let mut models = Vec::new();
         for (target, column) in columns.iter().enumerate() {
+            let own = Instant::now();
             let fitted = if column.boolean {
                 logistic::fit(&mut rows, &triangle, target, options)?.map(Model::Logistic)
             } else {
                 linear::fit(&triangle, target).map(Model::Linear)
             };
+            let seconds = shared_pass + own.elapsed().as_secs_f64();
             match fitted {
-                Ok(model) => models.push((target, model)),
+                Ok(model) => models.push((target, model, seconds)),
                 Err(e) => log!(
                     "alps: no model for {}.{}.{}: {e}",
                     c.schema,
