@@ -39,7 +39,12 @@ fn show(client: &mut Client, sql: &str) {
                             .flatten()
                             .map(|v| format!("{v:.4}"))
                     })
-                    .or_else(|| row.try_get::<_, Option<Vec<String>>>(i).ok().flatten().map(|v| format!("{{{}}}", v.join(","))))
+                    .or_else(|| {
+                        row.try_get::<_, Option<Vec<String>>>(i)
+                            .ok()
+                            .flatten()
+                            .map(|v| format!("{{{}}}", v.join(",")))
+                    })
                     .or_else(|| {
                         row.try_get::<_, Option<Vec<f64>>>(i)
                             .ok()

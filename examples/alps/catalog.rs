@@ -208,7 +208,7 @@ fn train_table(c: &Candidate) -> Result<(), TrainError> {
     let seconds = started.elapsed().as_secs_f64();
     let names: Vec<&str> = columns.iter().map(|col| col.name.as_str()).collect();
     xact::transaction(|spi| {
-        for (target, model) in &models {
+        for (target, model, own_seconds) in &models {
             predict::store_model(
                 spi,
                 &c.schema,
@@ -217,11 +217,12 @@ fn train_table(c: &Candidate) -> Result<(), TrainError> {
                 model,
                 &names,
                 skipped,
-                seconds,
+                *own_seconds,
             )?;
         }
         Ok(())
     })?;
+    let models: Vec<(usize, Model)> = models.into_iter().map(|(t, m, _)| (t, m)).collect();
     let written = predict::write(c.relid, &qualified, &columns, &models)?;
     log!(
         "alps: trained {} models on {}.{} in {:.3} s; {} rows predicted anew",
