@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use bgworker_tests::test_cluster;
+use bgworker_tests::{example, test_cluster, Cluster};
+use postgres::Client;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -73,11 +74,271 @@ fn spi_overhead(rounds: usize, statements: i64) {
     println!();
 }
 
+fn peak_rss_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn scan_seconds(client: &mut Client) -> f64 {
+    let sql = "SELECT sum(x1), sum(x2), sum(x3), sum(x4), sum(x5), sum(x6), sum(x7), sum(x8), sum(x9), sum(x10), \
+               sum(y), count(b) FROM bench.t";
+    client
+        .batch_execute("SET max_parallel_workers_per_gather = 0")
+        .unwrap();
+    client.query(sql, &[]).unwrap(); // warm the cache
+    let times: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            client.query(sql, &[]).unwrap();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    median(times)
+}
+
+struct Training {
+    y_seconds: f64,
+    b_seconds: f64,
+    b_iterations: i32,
+    total_seconds: f64,
+    rss_kb: u64,
+    anon_kb: u64,
+}
+
+fn rss_anon_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("RssAnon:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Wakes ALPS and waits for training number `n` of bench.t, sampling the worker's private
+/// memory (RssAnon: not the shared buffers it reads through) every 20 ms meanwhile.
+fn train(cluster: &Cluster, client: &mut Client, n: usize) -> Training {
+    let line = "models on bench.t in";
+    let pid: i32 = client
+        .query_one(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'alps'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    client.batch_execute("ANALYZE bench.t").unwrap();
+    client.query_one("SELECT alps.wake()", &[]).unwrap();
+    let mut peak_anon = 0;
+    assert!(
+        cluster.poll(Duration::from_secs(1800), || {
+            peak_anon = peak_anon.max(rss_anon_kb(pid));
+            std::thread::sleep(Duration::from_millis(20));
+            cluster.log_count(line) >= n
+        }),
+        "ALPS did not train bench.t"
+    );
+    let get = |client: &mut Client, column: &str| -> (f64, i32) {
+        let row = client
+            .query_one("SELECT training_seconds, iterations FROM alps.models WHERE table_name = 't' AND column_name = $1", &[&column])
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let (y_seconds, _) = get(client, "y");
+    let (b_seconds, b_iterations) = get(client, "b");
+    let total_line = cluster
+        .log()
+        .lines()
+        .filter(|l| l.contains(line))
+        .last()
+        .unwrap()
+        .to_string();
+    let total_seconds: f64 = total_line
+        .split(" in ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next()?.parse().ok())
+        .unwrap_or(0.0);
+    Training {
+        y_seconds,
+        b_seconds,
+        b_iterations,
+        total_seconds,
+        rss_kb: peak_rss_kb(pid),
+        anon_kb: peak_anon,
+    }
+}
+
+fn python_peer(cluster: &Cluster) -> Option<serde_json::Value> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let venv = bgworker::testing::cargo_profile_dir()
+        .parent()
+        .unwrap()
+        .join("bench-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        eprintln!(
+            "bench: creating {} with psycopg, numpy and statsmodels (PyPI)",
+            venv.display()
+        );
+        let ok = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .ok()?
+            .success()
+            && std::process::Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "psycopg[binary]",
+                    "numpy",
+                    "statsmodels",
+                ])
+                .status()
+                .ok()?
+                .success();
+        if !ok {
+            eprintln!("bench: could not install the Python peer; skipping it");
+            return None;
+        }
+    }
+    let out = std::process::Command::new(&python)
+        .arg(root.join("tests/bench_peer.py"))
+        .arg(cluster.connection_string("postgres"))
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "bench: python peer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn alps(with_4m: bool) {
+    let cluster = Cluster::builder()
+        .preload(example("alps"))
+        .setting("alps.naptime", "3600")
+        .setting("autovacuum", "off")
+        .setting("shared_buffers", "1GB")
+        .setting("max_wal_size", "4GB")
+        .start();
+    let mut client = cluster.connect();
+    cluster.wait_for_log("alps started", Duration::from_secs(60));
+    bgworker_tests::run_extension_script(&mut client, "alps", "1.0");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    client
+        .batch_execute(&std::fs::read_to_string(root.join("tests/data/gen_bench.sql")).unwrap())
+        .unwrap();
+    client.batch_execute("VACUUM bench.t").unwrap();
+    let scan_1m = scan_seconds(&mut client);
+    let t1 = train(&cluster, &mut client, 1);
+    let peer = python_peer(&cluster);
+
+    println!("## ALPS on bench.t (1,000,000 rows; 10 float8 features, y float8, b boolean)\n");
+    println!("Peer: one `SELECT sum(x1), ..., sum(y), count(b) FROM bench.t` sequential scan (no parallel");
+    println!(
+        "workers; median of 5, warm cache), measured in the same run. ALPS trains all 12 models of"
+    );
+    println!(
+        "the table; the linear models share one pass, each IRLS step of `b` is one more pass.\n"
+    );
+    println!("| measure | seconds | ratio to scan | target |");
+    println!("|---|---|---|---|");
+    println!("| scan (peer) | {scan_1m:.3} | 1.00 | |");
+    println!(
+        "| train `y` (shared pass + solve) | {:.3} | {:.2} | <= 2 |",
+        t1.y_seconds,
+        t1.y_seconds / scan_1m
+    );
+    println!(
+        "| train `b` (IRLS, {} iterations) | {:.3} | {:.2} | <= {} |",
+        t1.b_iterations,
+        t1.b_seconds,
+        t1.b_seconds / scan_1m,
+        t1.b_iterations + 1
+    );
+    println!(
+        "| all 12 models of the table (training) | {:.3} | {:.2} | |",
+        t1.total_seconds,
+        t1.total_seconds / scan_1m
+    );
+    if let Some(p) = &peer {
+        let f = |k: &str| p[k].as_f64().unwrap_or(f64::NAN);
+        let read = f("read_seconds") + f("to_numpy_seconds");
+        println!(
+            "| Python: psycopg read + numpy ({} rows) | {:.3} | {:.2} | |",
+            p["rows"],
+            read,
+            read / scan_1m
+        );
+        println!(
+            "| Python: + statsmodels OLS `y` | {:.3} | {:.2} | |",
+            read + f("ols_seconds"),
+            (read + f("ols_seconds")) / scan_1m
+        );
+        println!(
+            "| Python: + statsmodels Logit `b` ({} iterations) | {:.3} | {:.2} | |",
+            p["logit_iterations"],
+            read + f("logit_seconds"),
+            (read + f("logit_seconds")) / scan_1m
+        );
+        println!(
+            "\nALPS `y` training vs the Python read + OLS: {:.2}x",
+            t1.y_seconds / (read + f("ols_seconds"))
+        );
+    }
+    println!(
+        "\nALPS worker memory at 1M rows: peak private (RssAnon, sampled every 20 ms) {} kB; VmHWM {} kB (includes the shared buffers it read)", t1.anon_kb, t1.rss_kb
+    );
+    if with_4m {
+        client
+            .batch_execute(
+                "INSERT INTO bench.t SELECT id + k * 1000000, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, y, b
+                   FROM bench.t, generate_series(1, 3) k WHERE id <= 1000000;
+                 VACUUM bench.t;",
+            )
+            .unwrap();
+        let scan_4m = scan_seconds(&mut client);
+        let t4 = train(&cluster, &mut client, 2);
+        println!(
+            "ALPS worker memory at 4M rows: peak private (RssAnon) {} kB; VmHWM {} kB",
+            t4.anon_kb, t4.rss_kb
+        );
+        println!(
+            "At 4M rows: scan {scan_4m:.3} s; train `y` {:.3} s ({:.2}x); train `b` {:.3} s ({:.2}x, {} iterations)",
+            t4.y_seconds,
+            t4.y_seconds / scan_4m,
+            t4.b_seconds,
+            t4.b_seconds / scan_4m,
+            t4.b_iterations
+        );
+    }
+    println!();
+}
+
 fn main() {
     let which: Vec<String> = std::env::args().skip(1).collect();
     let all = which.is_empty();
     println!("# bgworker benchmarks\n");
     if all || which.iter().any(|w| w == "spi") {
         spi_overhead(7, 100_000);
+    }
+    if all || which.iter().any(|w| w == "alps") {
+        alps(!which.iter().any(|w| w == "--no-4m"));
     }
 }

@@ -115,13 +115,7 @@ impl Row {
         // SAFETY: a valid descriptor and a column number in range.
         let oid = unsafe { pg_sys::SPI_gettypeid(desc, n) };
         if !T::accepts(oid) {
-            return Err(Error::Conversion(format!(
-                "column \"{}\" has type {}, which Rust type {} cannot read (it reads {})",
-                self.column_name(index),
-                type_name(oid),
-                std::any::type_name::<T>(),
-                T::sql_name()
-            )));
+            return Err(self.wrong_type::<T>(index, oid));
         }
         let mut is_null = false;
         let null_out = &mut is_null as *mut bool;
@@ -135,6 +129,64 @@ impl Row {
             }
             other => other,
         })
+    }
+}
+
+impl Row {
+    /// Every column as `T`, reading the tuple once (faster than [`Row::get`] per column for
+    /// wide rows); the same type and NULL checks as `get`.
+    ///
+    /// ```no_run
+    /// # use bgworker::spi::{FromRow, Row};
+    /// struct Features(Vec<Option<f64>>);
+    /// impl FromRow for Features {
+    ///     fn from_row(row: &Row) -> bgworker::Result<Self> {
+    ///         row.get_all().map(Features)
+    ///     }
+    /// }
+    /// ```
+    pub fn get_all<T: FromSql>(&self) -> Result<Vec<T>> {
+        let n = self.len();
+        let mut values: Vec<Datum> = vec![0; n];
+        let mut nulls: Vec<bool> = vec![false; n];
+        // SAFETY: a valid tuple of this descriptor; the arrays hold natts entries.
+        // heap_deform_tuple only reads the tuple (no detoasting) and cannot raise an ERROR.
+        unsafe {
+            pg_sys::heap_deform_tuple(
+                self.tuple,
+                self.tupdesc,
+                values.as_mut_ptr(),
+                nulls.as_mut_ptr(),
+            )
+        };
+        let mut out = Vec::with_capacity(n);
+        for (index, (datum, is_null)) in values.into_iter().zip(nulls).enumerate() {
+            // SAFETY: a valid descriptor and a column number in range.
+            let oid = unsafe { pg_sys::SPI_gettypeid(self.tupdesc, index as i32 + 1) };
+            if !T::accepts(oid) {
+                return Err(self.wrong_type::<T>(index, oid));
+            }
+            // SAFETY: `datum` is of type `oid` unless NULL.
+            out.push(
+                unsafe { T::from_datum(datum, is_null, oid) }.map_err(|e| match e {
+                    Error::Conversion(m) => {
+                        Error::Conversion(format!("column \"{}\": {m}", self.column_name(index)))
+                    }
+                    other => other,
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn wrong_type<T: FromSql>(&self, index: usize, oid: Oid) -> Error {
+        Error::Conversion(format!(
+            "column \"{}\" has type {}, which Rust type {} cannot read (it reads {})",
+            self.column_name(index),
+            type_name(oid),
+            std::any::type_name::<T>(),
+            T::sql_name()
+        ))
     }
 }
 

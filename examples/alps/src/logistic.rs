@@ -340,13 +340,13 @@ fn weighted_pass<D: Rows>(
     data.for_each_batch(&mut |batch: ArrayView2<f64>| {
         let mut rows = Array2::zeros((batch.nrows(), p + 1));
         for (i, row) in batch.outer_iter().enumerate() {
+            let mut out = rows.row_mut(i);
             let mut eta = beta[0];
-            let mut x = Vec::with_capacity(p);
-            x.push(1.0);
+            out[0] = 1.0;
             for (c, &j) in supports.iter().enumerate() {
                 let v = (row[j] - scaling.means[c]) / scaling.scales[c];
                 eta += beta[c + 1] * v;
-                x.push(v);
+                out[c + 1] = v;
             }
             let y = row[target];
             let mu = sigmoid(eta);
@@ -357,10 +357,8 @@ fn weighted_pass<D: Rows>(
             let w = (mu * (1.0 - mu)).max(1e-300);
             let sw = w.sqrt();
             let z = eta + (y - mu) / w;
-            for (c, v) in x.iter().enumerate() {
-                rows[[i, c]] = sw * v;
-            }
-            rows[[i, p]] = sw * z;
+            out.mapv_inplace(|v| v * sw);
+            out[p] = sw * z;
         }
         tri.add(rows.view());
     })?;

@@ -1,7 +1,7 @@
 //! Streaming QR: the R factor of a tall matrix, built batch by batch.
 
 use ndarray::{concatenate, s, Array1, Array2, ArrayView2, Axis};
-use ndarray_linalg::QR;
+use ndarray_linalg::{Lapack, MatrixLayout};
 
 use crate::Scaling;
 
@@ -27,8 +27,33 @@ impl Triangle {
         if rows.nrows() == 0 {
             return;
         }
-        let stacked = concatenate(Axis(0), &[self.r.view(), rows]).expect("same width");
-        let (_, r) = stacked.qr().expect("QR of a finite matrix");
+        // Householder QR (LAPACK dgeqrf) of [R; rows] in column-major order; Q is never
+        // formed, only R is kept.
+        let width = self.r.ncols();
+        let top = self.r.nrows();
+        let height = top + rows.nrows();
+        let mut a = vec![0.0; height * width];
+        for j in 0..width {
+            let column = &mut a[j * height..(j + 1) * height];
+            for i in 0..top.min(j + 1) {
+                column[i] = self.r[[i, j]];
+            }
+            for (dst, v) in column[top..].iter_mut().zip(rows.column(j)) {
+                *dst = *v;
+            }
+        }
+        let layout = MatrixLayout::F {
+            col: width as i32,
+            lda: height as i32,
+        };
+        f64::householder(layout, &mut a).expect("QR of a finite matrix");
+        let kept = width.min(height);
+        let mut r = Array2::zeros((kept, width));
+        for j in 0..width {
+            for i in 0..kept.min(j + 1) {
+                r[[i, j]] = a[j * height + i];
+            }
+        }
         self.r = r;
         self.rows += rows.nrows() as u64;
     }
