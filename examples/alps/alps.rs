@@ -7,6 +7,7 @@
 //! batched, under `lock_timeout`: applications that hold locks delay ALPS, never the other
 //! way round.
 
+mod aggregate;
 mod catalog;
 mod data;
 mod predict;

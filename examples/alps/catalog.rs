@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use alps_models::{linear, logistic, Triangle};
+use alps_models::{linear, logistic, Rows};
 use bgworker::prelude::*;
 
 use crate::data::{modelled_columns, Column, TableRows};
@@ -13,6 +13,7 @@ pub fn ensure() -> Result<()> {
     xact::transaction(|spi| {
         spi.report_activity("alps: creating catalog");
         spi.execute("CREATE SCHEMA IF NOT EXISTS alps", &[])?;
+        crate::aggregate::create(spi)?;
         spi.execute(
             "CREATE TABLE IF NOT EXISTS alps.models (
                 schema_name text, table_name text, column_name text, kind text,
@@ -176,8 +177,7 @@ fn train_table(c: &Candidate) -> Result<(), TrainError> {
             batch: 10_000,
             skipped: 0,
         };
-        let mut triangle = Triangle::new(columns.len() + 1);
-        alps_models::Rows::for_each_batch(&mut rows, &mut |batch| triangle.add_data(batch))?;
+        let triangle = rows.triangle(columns.len())?;
         // The pass is shared by every model of the table: each one's time includes it.
         let shared_pass = started.elapsed().as_secs_f64();
         let skipped = rows.skipped;

@@ -1,6 +1,7 @@
 //! What ALPS reads: which columns of a table it models, and their rows as batches of f64.
 
-use alps_models::Rows;
+use alps_models::logistic::{WeightSpec, WeightedAccumulator, WeightedPass};
+use alps_models::{Rows, Triangle};
 use bgworker::prelude::*;
 use ndarray::Array2;
 
@@ -76,8 +77,47 @@ pub struct TableRows<'a> {
     pub skipped: u64,
 }
 
+impl TableRows<'_> {
+    /// The column list of the SELECT, for the aggregate queries.
+    fn select_list(&self) -> &str {
+        let start = "SELECT ".len();
+        let end = self.sql.rfind(" FROM ONLY ").unwrap_or(self.sql.len());
+        &self.sql[start..end]
+    }
+
+    fn from_clause(&self) -> &str {
+        &self.sql[self.sql.rfind(" FROM ONLY ").unwrap_or(self.sql.len())..]
+    }
+}
+
 impl Rows for TableRows<'_> {
     type Error = Error;
+
+    /// One aggregate query: the executor feeds the rows to the QR directly (and parallel
+    /// workers may share the scan).
+    fn triangle(&mut self, width: usize) -> Result<Triangle> {
+        let sql = format!(
+            "SELECT alps.qr({}){}",
+            self.select_list(),
+            self.from_clause()
+        );
+        let v: Option<Vec<f64>> = self.spi.query_one(&sql, &[])?;
+        let v = v.unwrap_or_else(|| vec![0.0, 0.0]);
+        self.skipped = v[1] as u64;
+        Ok(Triangle::from_parts(width + 1, v[0] as u64, &v[2..]))
+    }
+
+    fn weighted_pass(&mut self, spec: &WeightSpec) -> Result<WeightedPass> {
+        let sql = format!(
+            "SELECT alps.irls($1, {}){}",
+            self.select_list(),
+            self.from_clause()
+        );
+        let v: Option<Vec<f64>> = self.spi.query_one(&sql, &[&spec.to_vec()])?;
+        let v = v.unwrap_or_else(|| vec![0.0, 0.0, 0.0]);
+        WeightedAccumulator::pass_from_slice(spec.supports.len() + 2, &v)
+            .ok_or_else(|| Error::msg("bad alps.irls result"))
+    }
 
     fn for_each_batch(&mut self, f: &mut dyn FnMut(ndarray::ArrayView2<f64>)) -> Result<()> {
         self.skipped = 0;

@@ -21,6 +21,28 @@ pub trait Rows {
         &mut self,
         f: &mut dyn FnMut(ndarray::ArrayView2<f64>),
     ) -> Result<(), Self::Error>;
+
+    /// The R factor of `[1, columns]` over all rows. A source that can compute it closer to
+    /// the data (a database aggregate) overrides this.
+    fn triangle(&mut self, width: usize) -> Result<Triangle, Self::Error> {
+        let mut t = Triangle::new(width + 1);
+        self.for_each_batch(&mut |batch| t.add_data(batch))?;
+        Ok(t)
+    }
+
+    /// One IRLS pass at the given coefficients; overridable like [`Rows::triangle`].
+    fn weighted_pass(
+        &mut self,
+        spec: &logistic::WeightSpec,
+    ) -> Result<logistic::WeightedPass, Self::Error> {
+        let mut acc = logistic::WeightedAccumulator::new(spec.clone());
+        self.for_each_batch(&mut |batch| {
+            for row in batch.outer_iter() {
+                acc.add(row.as_slice().expect("row-major batches"));
+            }
+        })?;
+        Ok(acc.finish())
+    }
 }
 
 /// Rows held in memory, for tests and small tables.

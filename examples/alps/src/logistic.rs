@@ -5,7 +5,7 @@
 //! accumulates the R factor of the weighted design (constant memory); the first step, at
 //! coefficients 0, needs no pass: it follows from the R factor every model shares.
 
-use ndarray::{s, Array1, Array2, ArrayView2};
+use ndarray::{s, Array1, Array2};
 use ndarray_linalg::QR;
 
 use crate::linear::{condition_number, upper_inverse, FitError};
@@ -130,14 +130,6 @@ fn neg_log_likelihood(eta: f64, y: f64) -> f64 {
         eta.exp().ln_1p()
     };
     softplus - y * eta
-}
-
-/// What one pass at fixed coefficients yields.
-struct Pass {
-    /// R of [sqrt(w) X, sqrt(w) z].
-    r: Array2<f64>,
-    deviance: f64,
-    extreme: u64,
 }
 
 /// Fits `target` (0/1 values) on all other columns.
@@ -326,45 +318,210 @@ fn irls<D: Rows>(
     )))
 }
 
+/// What a weighted pass needs: the model's columns, scaling and current coefficients.
+#[derive(Clone, Debug)]
+pub struct WeightSpec {
+    /// Indices of the supports in the data columns.
+    pub supports: Vec<usize>,
+    /// Index of the 0/1 target.
+    pub target: usize,
+    /// Means and scales of the supports.
+    pub scaling: Scaling,
+    /// Current standardized coefficients, intercept first.
+    pub beta: Vec<f64>,
+}
+
+impl WeightSpec {
+    /// Flattened: target, number of supports, supports, means, scales, beta.
+    pub fn to_vec(&self) -> Vec<f64> {
+        let mut v = vec![self.target as f64, self.supports.len() as f64];
+        v.extend(self.supports.iter().map(|&j| j as f64));
+        v.extend(&self.scaling.means);
+        v.extend(&self.scaling.scales);
+        v.extend(&self.beta);
+        v
+    }
+
+    /// The inverse of [`WeightSpec::to_vec`].
+    pub fn from_slice(v: &[f64]) -> Option<WeightSpec> {
+        let target = *v.first()? as usize;
+        let m = *v.get(1)? as usize;
+        if v.len() != 2 + m + m + m + (m + 1) {
+            return None;
+        }
+        let supports = v[2..2 + m].iter().map(|&j| j as usize).collect();
+        let means = v[2 + m..2 + 2 * m].to_vec();
+        let scales = v[2 + 2 * m..2 + 3 * m].to_vec();
+        let beta = v[2 + 3 * m..].to_vec();
+        Some(WeightSpec {
+            supports,
+            target,
+            scaling: Scaling { means, scales },
+            beta,
+        })
+    }
+}
+
+/// The result of one weighted pass.
+#[derive(Clone, Debug)]
+pub struct WeightedPass {
+    /// R of `[sqrt(w) X, sqrt(w) z]`.
+    pub r: Array2<f64>,
+    /// Deviance at the pass's coefficients.
+    pub deviance: f64,
+    /// Rows whose fitted probability is within 1e-8 of 0 or 1.
+    pub extreme: u64,
+}
+
+/// Accumulates a weighted pass row by row, in bounded memory.
+pub struct WeightedAccumulator {
+    spec: WeightSpec,
+    triangle: Triangle,
+    buffer: Vec<f64>,
+    buffered: usize,
+    /// Deviance so far.
+    pub deviance: f64,
+    /// Extreme fitted probabilities so far.
+    pub extreme: u64,
+}
+
+const BUFFER_ROWS: usize = 1024;
+
+impl WeightedAccumulator {
+    /// An empty pass.
+    pub fn new(spec: WeightSpec) -> WeightedAccumulator {
+        let width = spec.supports.len() + 2;
+        WeightedAccumulator {
+            spec,
+            triangle: Triangle::new(width),
+            buffer: vec![0.0; BUFFER_ROWS * width],
+            buffered: 0,
+            deviance: 0.0,
+            extreme: 0,
+        }
+    }
+
+    /// Adds one complete data row (all columns).
+    pub fn add(&mut self, row: &[f64]) {
+        let spec = &self.spec;
+        let p = spec.supports.len() + 1;
+        let width = p + 1;
+        let out = &mut self.buffer[self.buffered * width..(self.buffered + 1) * width];
+        let mut eta = spec.beta[0];
+        out[0] = 1.0;
+        for (c, &j) in spec.supports.iter().enumerate() {
+            let v = (row[j] - spec.scaling.means[c]) / spec.scaling.scales[c];
+            eta += spec.beta[c + 1] * v;
+            out[c + 1] = v;
+        }
+        let y = row[spec.target];
+        let mu = sigmoid(eta);
+        if !(1e-8..=1.0 - 1e-8).contains(&mu) {
+            self.extreme += 1;
+        }
+        self.deviance += 2.0 * neg_log_likelihood(eta, y);
+        let w = (mu * (1.0 - mu)).max(1e-300);
+        let sw = w.sqrt();
+        let z = eta + (y - mu) / w;
+        for v in out[..p].iter_mut() {
+            *v *= sw;
+        }
+        out[p] = sw * z;
+        self.buffered += 1;
+        if self.buffered == BUFFER_ROWS {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.buffered == 0 {
+            return;
+        }
+        let width = self.spec.supports.len() + 2;
+        let rows = ndarray::ArrayView2::from_shape(
+            (self.buffered, width),
+            &self.buffer[..self.buffered * width],
+        )
+        .expect("buffer shape");
+        self.triangle.add(rows);
+        self.buffered = 0;
+    }
+
+    /// Merges a partial pass over other rows.
+    pub fn merge(&mut self, other: &mut WeightedAccumulator) {
+        self.flush();
+        other.flush();
+        self.triangle.merge(&other.triangle);
+        self.deviance += other.deviance;
+        self.extreme += other.extreme;
+    }
+
+    /// The accumulated factor and counts.
+    pub fn finish(mut self) -> WeightedPass {
+        self.flush();
+        WeightedPass {
+            r: self.triangle.r(),
+            deviance: self.deviance,
+            extreme: self.extreme,
+        }
+    }
+
+    /// Flattened: deviance, extreme, rows, then R (row-major).
+    pub fn to_vec(mut self) -> Vec<f64> {
+        self.flush();
+        let mut v = vec![
+            self.deviance,
+            self.extreme as f64,
+            self.triangle.rows() as f64,
+        ];
+        v.extend(self.triangle.to_vec());
+        v
+    }
+
+    /// The pass's specification.
+    pub fn spec(&self) -> &WeightSpec {
+        &self.spec
+    }
+
+    /// A partial pass from [`WeightedAccumulator::to_vec`]'s output, to go on accumulating.
+    pub fn restore(spec: WeightSpec, v: &[f64]) -> Option<WeightedAccumulator> {
+        if v.len() < 3 {
+            return None;
+        }
+        let width = spec.supports.len() + 2;
+        let mut acc = WeightedAccumulator::new(spec);
+        acc.deviance = v[0];
+        acc.extreme = v[1] as u64;
+        acc.triangle = Triangle::from_parts(width, v[2] as u64, &v[3..]);
+        Some(acc)
+    }
+
+    /// A finished pass from [`WeightedAccumulator::to_vec`]'s output.
+    pub fn pass_from_slice(width: usize, v: &[f64]) -> Option<WeightedPass> {
+        if v.len() < 3 {
+            return None;
+        }
+        let t = Triangle::from_parts(width, v[2] as u64, &v[3..]);
+        Some(WeightedPass {
+            r: t.r(),
+            deviance: v[0],
+            extreme: v[1] as u64,
+        })
+    }
+}
+
 fn weighted_pass<D: Rows>(
     data: &mut D,
     supports: &[usize],
     target: usize,
     scaling: &Scaling,
     beta: &Array1<f64>,
-) -> Result<Pass, D::Error> {
-    let p = supports.len() + 1;
-    let mut tri = Triangle::new(p + 1);
-    let mut deviance = 0.0;
-    let mut extreme = 0u64;
-    data.for_each_batch(&mut |batch: ArrayView2<f64>| {
-        let mut rows = Array2::zeros((batch.nrows(), p + 1));
-        for (i, row) in batch.outer_iter().enumerate() {
-            let mut out = rows.row_mut(i);
-            let mut eta = beta[0];
-            out[0] = 1.0;
-            for (c, &j) in supports.iter().enumerate() {
-                let v = (row[j] - scaling.means[c]) / scaling.scales[c];
-                eta += beta[c + 1] * v;
-                out[c + 1] = v;
-            }
-            let y = row[target];
-            let mu = sigmoid(eta);
-            if !(1e-8..=1.0 - 1e-8).contains(&mu) {
-                extreme += 1;
-            }
-            deviance += 2.0 * neg_log_likelihood(eta, y);
-            let w = (mu * (1.0 - mu)).max(1e-300);
-            let sw = w.sqrt();
-            let z = eta + (y - mu) / w;
-            out.mapv_inplace(|v| v * sw);
-            out[p] = sw * z;
-        }
-        tri.add(rows.view());
-    })?;
-    Ok(Pass {
-        r: tri.r(),
-        deviance,
-        extreme,
-    })
+) -> Result<WeightedPass, D::Error> {
+    let spec = WeightSpec {
+        supports: supports.to_vec(),
+        target,
+        scaling: scaling.clone(),
+        beta: beta.to_vec(),
+    };
+    data.weighted_pass(&spec)
 }

@@ -35,8 +35,8 @@ impl Triangle {
         let mut a = vec![0.0; height * width];
         for j in 0..width {
             let column = &mut a[j * height..(j + 1) * height];
-            for i in 0..top.min(j + 1) {
-                column[i] = self.r[[i, j]];
+            for (i, dst) in column.iter_mut().enumerate().take(top.min(j + 1)) {
+                *dst = self.r[[i, j]];
             }
             for (dst, v) in column[top..].iter_mut().zip(rows.column(j)) {
                 *dst = *v;
@@ -63,6 +63,25 @@ impl Triangle {
         let ones = Array2::ones((data.nrows(), 1));
         let rows = concatenate(Axis(1), &[ones.view(), data]).expect("same height");
         self.add(rows.view());
+    }
+
+    /// A factor from its parts (as [`Triangle::to_vec`] wrote them).
+    pub fn from_parts(width: usize, rows: u64, r: &[f64]) -> Triangle {
+        let kept = r.len() / width;
+        let r = Array2::from_shape_vec((kept, width), r.to_vec()).expect("rows x width values");
+        Triangle { r, rows }
+    }
+
+    /// R, row-major, as many rows as it has (at most its width).
+    pub fn to_vec(&self) -> Vec<f64> {
+        self.r.iter().copied().collect()
+    }
+
+    /// Merges another factor of the same columns (for parallel partial results).
+    pub fn merge(&mut self, other: &Triangle) {
+        let rows = self.rows + other.rows;
+        self.add(other.r.view());
+        self.rows = rows;
     }
 
     /// How many rows went in.
