@@ -155,8 +155,7 @@ fn train(cluster: &Cluster, client: &mut Client, n: usize) -> Training {
     let total_line = cluster
         .log()
         .lines()
-        .filter(|l| l.contains(line))
-        .last()
+        .rfind(|l| l.contains(line))
         .unwrap()
         .to_string();
     let total_seconds: f64 = total_line
@@ -309,10 +308,10 @@ fn alps(with_4m: bool) {
         client
             .batch_execute(
                 "INSERT INTO bench.t SELECT id + k * 1000000, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, y, b
-                   FROM bench.t, generate_series(1, 3) k WHERE id <= 1000000;
-                 VACUUM bench.t;",
+                   FROM bench.t, generate_series(1, 3) k WHERE id <= 1000000",
             )
             .unwrap();
+        client.batch_execute("VACUUM bench.t").unwrap();
         let scan_4m = scan_seconds(&mut client);
         let t4 = train(&cluster, &mut client, 2);
         println!(

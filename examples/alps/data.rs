@@ -85,7 +85,7 @@ impl TableRows<'_> {
         &self.sql[start..end]
     }
 
-    fn from_clause(&self) -> &str {
+    fn table_clause(&self) -> &str {
         &self.sql[self.sql.rfind(" FROM ONLY ").unwrap_or(self.sql.len())..]
     }
 }
@@ -99,7 +99,7 @@ impl Rows for TableRows<'_> {
         let sql = format!(
             "SELECT alps.qr({}){}",
             self.select_list(),
-            self.from_clause()
+            self.table_clause()
         );
         let v: Option<Vec<f64>> = self.spi.query_one(&sql, &[])?;
         let v = v.unwrap_or_else(|| vec![0.0, 0.0]);
@@ -111,7 +111,7 @@ impl Rows for TableRows<'_> {
         let sql = format!(
             "SELECT alps.irls($1, {}){}",
             self.select_list(),
-            self.from_clause()
+            self.table_clause()
         );
         let v: Option<Vec<f64>> = self.spi.query_one(&sql, &[&spec.to_vec()])?;
         let v = v.unwrap_or_else(|| vec![0.0, 0.0, 0.0]);

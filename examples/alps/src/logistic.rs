@@ -112,26 +112,6 @@ fn newton_solve(rz: &Array2<f64>, l2: f64) -> Result<(Array1<f64>, Array2<f64>),
     Ok((inv.dot(&r1z), inv))
 }
 
-fn sigmoid(eta: f64) -> f64 {
-    if eta >= 0.0 {
-        1.0 / (1.0 + (-eta).exp())
-    } else {
-        let e = eta.exp();
-        e / (1.0 + e)
-    }
-}
-
-/// -log P(y | eta) for y in {0, 1}, without overflow.
-fn neg_log_likelihood(eta: f64, y: f64) -> f64 {
-    // log(1 + exp(eta)) - y * eta
-    let softplus = if eta > 0.0 {
-        eta + (-eta).exp().ln_1p()
-    } else {
-        eta.exp().ln_1p()
-    };
-    softplus - y * eta
-}
-
 /// Fits `target` (0/1 values) on all other columns.
 pub fn fit<D: Rows>(
     data: &mut D,
@@ -415,11 +395,18 @@ impl WeightedAccumulator {
             out[c + 1] = v;
         }
         let y = row[spec.target];
-        let mu = sigmoid(eta);
+        // One exponential serves both the probability and the log-likelihood.
+        let e = (-eta.abs()).exp();
+        let mu = if eta >= 0.0 {
+            1.0 / (1.0 + e)
+        } else {
+            e / (1.0 + e)
+        };
         if !(1e-8..=1.0 - 1e-8).contains(&mu) {
             self.extreme += 1;
         }
-        self.deviance += 2.0 * neg_log_likelihood(eta, y);
+        // -log P(y | eta) = log(1 + exp(eta)) - y * eta
+        self.deviance += 2.0 * (eta.max(0.0) + e.ln_1p() - y * eta);
         let w = (mu * (1.0 - mu)).max(1e-300);
         let sw = w.sqrt();
         let z = eta + (y - mu) / w;
