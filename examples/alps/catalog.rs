@@ -146,6 +146,9 @@ pub fn polite(spi: &mut Spi) -> Result<()> {
     spi.execute("SELECT set_config('lock_timeout', $1, true)", &[&timeout])?;
     // The same scan order every time, so an unchanged table gives bit-identical models.
     spi.execute("SET LOCAL synchronize_seqscans = off", &[])?;
+    // Compiling the passes with LLVM costs more memory (it grows with the optimisation tiers
+    // that larger tables reach) than it saves time: the work is in the aggregate.
+    spi.execute("SET LOCAL jit = off", &[])?;
     Ok(())
 }
 
