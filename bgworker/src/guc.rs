@@ -426,6 +426,7 @@ impl GucString {
         if ptr.is_null() {
             return None;
         }
+        // SAFETY: non-NULL, NUL-terminated (see above).
         let text = unsafe { CStr::from_ptr(ptr) }
             .to_string_lossy()
             .into_owned();
