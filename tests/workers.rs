@@ -277,10 +277,17 @@ fn custom_variables_of_every_kind() {
         "SET test_workers.real = 3",
         "SET test_workers.enum = 'extreme'",
         "SET test_workers.start = 'panicker'",
-        "SET test_workers.no_such_setting = 1",
     ] {
         assert!(client.batch_execute(bad).is_err(), "{bad} was accepted");
     }
+    // A reserved prefix refuses unknown names from 15 on (MarkGUCPrefixReserved); 14 only
+    // warns about placeholders when the library loads (EmitWarningsOnPlaceholders).
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .unwrap()
+        .get(0);
+    let unknown = client.batch_execute("SET test_workers.no_such_setting = 1");
+    assert_eq!(unknown.is_err(), version >= 150000, "{unknown:?}");
     client.batch_execute("CREATE ROLE plain LOGIN").unwrap();
     let mut plain = postgres::Client::connect(
         &cluster
