@@ -90,6 +90,8 @@ fn build_shim(includedir: &Path) {
         .include("shim")
         // The server headers trip many warnings that are not ours to fix.
         .warnings(false)
+        // A macro that moved between majors must not silently become an undefined symbol.
+        .flag("-Werror=implicit-function-declaration")
         .flag_if_supported("-fvisibility=hidden")
         .compile("pgsys_shim");
 }

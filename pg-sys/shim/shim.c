@@ -11,6 +11,11 @@
 #include "utils/elog.h"
 #include "utils/memutils.h"
 
+#if PG_VERSION_NUM >= 160000
+/* The varlena macros left postgres.h for varatt.h in 16. */
+#include "varatt.h"
+#endif
+
 #include "shim.h"
 
 const Pg_magic_struct *
