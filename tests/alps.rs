@@ -499,7 +499,10 @@ fn a_second_analyze_without_changes_rewrites_nothing() {
 
 #[test]
 fn schemas_can_be_included_or_excluded_and_keys_are_never_modelled() {
-    let cluster = alps_cluster(&[("alps.include_schemas", "inc, skipme"), ("alps.exclude_schemas", "skipme")]);
+    let cluster = alps_cluster(&[
+        ("alps.include_schemas", "inc, skipme"),
+        ("alps.exclude_schemas", "skipme"),
+    ]);
     let mut client = cluster.connect();
     for schema in ["inc", "skipme", "public"] {
         client
@@ -517,10 +520,19 @@ fn schemas_can_be_included_or_excluded_and_keys_are_never_modelled() {
     cluster.wait_for_log("alps: trained 2 models on inc.t", WAIT);
     std::thread::sleep(Duration::from_secs(3));
     let log = cluster.log();
-    assert!(!log.contains("on skipme.t"), "an excluded schema wins over its inclusion");
-    assert!(!log.contains("on public.t"), "only included schemas are trained");
+    assert!(
+        !log.contains("on skipme.t"),
+        "an excluded schema wins over its inclusion"
+    );
+    assert!(
+        !log.contains("on public.t"),
+        "only included schemas are trained"
+    );
     for column in ["id", "ident", "twice"] {
-        assert!(!column_exists(&mut client, "inc", "t", &format!("{column}__predicted")), "{column} modelled");
+        assert!(
+            !column_exists(&mut client, "inc", "t", &format!("{column}__predicted")),
+            "{column} modelled"
+        );
     }
     assert!(column_exists(&mut client, "inc", "t", "x__predicted"));
     assert!(column_exists(&mut client, "inc", "t", "y__predicted"));
