@@ -43,8 +43,8 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// Creates a segment of `size` bytes. Inside a transaction the mapping belongs to it; drop
-    /// the segment before the transaction ends.
+    /// Creates a segment of `size` bytes. The mapping belongs to this value, not to the
+    /// current transaction: it lives until the value is dropped, whenever that is.
     pub fn create(size: usize) -> Result<Segment> {
         // SAFETY: creating a segment; failure (no space) raises an ERROR.
         let raw = guard(|| unsafe { pg_sys::dsm_create(size, 0) })?;
@@ -53,6 +53,7 @@ impl Segment {
                 "could not create a dynamic shared memory segment",
             ));
         }
+        pin(raw)?;
         Ok(Segment { raw, size })
     }
 
@@ -67,6 +68,7 @@ impl Segment {
         }
         // SAFETY: a valid, attached segment.
         let size = unsafe { pg_sys::dsm_segment_map_length(raw) };
+        pin(raw)?;
         Ok(Segment { raw, size })
     }
 
@@ -143,6 +145,14 @@ impl Segment {
             _segment: PhantomData,
         })
     }
+}
+
+/// Takes the mapping away from the current resource owner (if any), so that the end of a
+/// transaction never detaches it behind the `Segment`'s back; `Drop` detaches it.
+fn pin(raw: *mut pg_sys::dsm_segment) -> Result<()> {
+    // SAFETY: a valid, attached segment; pinning only changes who owns the mapping.
+    guard(|| unsafe { pg_sys::dsm_pin_mapping(raw) })?;
+    Ok(())
 }
 
 impl Drop for Segment {
