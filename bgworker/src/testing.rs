@@ -173,8 +173,7 @@ impl Cluster {
             ],
         );
         let mut conf = String::from("\n# bgworker::testing\n");
-        let mut add =
-            |k: &str, v: &str| conf.push_str(&format!("{k} = '{}'\n", v.replace('\'', "''")));
+        let mut add = |k: &str, v: &str| conf.push_str(&conf_line(k, v));
         add("port", &cluster.port.to_string());
         add("listen_addresses", "127.0.0.1");
         add(
@@ -192,12 +191,17 @@ impl Cluster {
         for (k, v) in &config.settings {
             add(k, v);
         }
+        cluster.append_conf(&conf);
+        cluster
+    }
+
+    /// Appends text to `postgresql.conf`.
+    fn append_conf(&self, text: &str) {
         let mut f = fs::OpenOptions::new()
             .append(true)
-            .open(cluster.base.join("data/postgresql.conf"))
+            .open(self.data_dir().join("postgresql.conf"))
             .expect("open postgresql.conf");
-        f.write_all(conf.as_bytes()).expect("write postgresql.conf");
-        cluster
+        f.write_all(text.as_bytes()).expect("write postgresql.conf");
     }
 
     fn pg_ctl_start(&mut self) -> Result<(), String> {
@@ -337,15 +341,8 @@ impl Cluster {
     /// cluster.restart_with(&[("max_worker_processes", "32")]);
     /// ```
     pub fn restart_with(&mut self, settings: &[(&str, &str)]) {
-        let mut conf = String::new();
-        for (k, v) in settings {
-            conf.push_str(&format!("{k} = '{}'\n", v.replace('\'', "''")));
-        }
-        let mut f = fs::OpenOptions::new()
-            .append(true)
-            .open(self.data_dir().join("postgresql.conf"))
-            .expect("open postgresql.conf");
-        f.write_all(conf.as_bytes()).expect("write postgresql.conf");
+        let conf: String = settings.iter().map(|(k, v)| conf_line(k, v)).collect();
+        self.append_conf(&conf);
         let out = self.try_run_as_server(
             self.bin("pg_ctl"),
             &[
@@ -427,6 +424,11 @@ impl Drop for Cluster {
         }
         let _ = fs::remove_dir_all(&self.base);
     }
+}
+
+/// One `postgresql.conf` line, the value quoted.
+fn conf_line(name: &str, value: &str) -> String {
+    format!("{name} = '{}'\n", value.replace('\'', "''"))
 }
 
 fn library_name(path: &Path) -> String {
