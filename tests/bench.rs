@@ -74,12 +74,16 @@ fn spi_overhead(rounds: usize, statements: i64) {
     println!();
 }
 
-fn peak_rss_kb(pid: i32) -> u64 {
+/// A kB figure of `/proc/<pid>/status` (`VmHWM`, `RssAnon`, ...), 0 when unavailable.
+fn status_kb(pid: i32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| {
+                    l.strip_prefix(field)
+                        .is_some_and(|rest| rest.starts_with(':'))
+                })
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
@@ -111,17 +115,6 @@ struct Training {
     anon_kb: u64,
 }
 
-fn rss_anon_kb(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("RssAnon:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Wakes ALPS and waits for training number `n` of bench.t, sampling the worker's private
 /// memory (RssAnon: not the shared buffers it reads through) every 20 ms meanwhile.
 fn train(cluster: &Cluster, client: &mut Client, n: usize) -> Training {
@@ -138,7 +131,7 @@ fn train(cluster: &Cluster, client: &mut Client, n: usize) -> Training {
     let mut peak_anon = 0;
     assert!(
         cluster.poll(Duration::from_secs(1800), || {
-            peak_anon = peak_anon.max(rss_anon_kb(pid));
+            peak_anon = peak_anon.max(status_kb(pid, "RssAnon"));
             std::thread::sleep(Duration::from_millis(20));
             cluster.log_count(line) >= n
         }),
@@ -168,7 +161,7 @@ fn train(cluster: &Cluster, client: &mut Client, n: usize) -> Training {
         b_seconds,
         b_iterations,
         total_seconds,
-        rss_kb: peak_rss_kb(pid),
+        rss_kb: status_kb(pid, "VmHWM"),
         anon_kb: peak_anon,
     }
 }

@@ -83,20 +83,6 @@ pub enum Unit {
     Megabytes,
 }
 
-impl Unit {
-    fn flags(self) -> i32 {
-        (match self {
-            Unit::None => 0,
-            Unit::Milliseconds => pg_sys::GUC_UNIT_MS,
-            Unit::Seconds => pg_sys::GUC_UNIT_S,
-            Unit::Minutes => pg_sys::GUC_UNIT_MIN,
-            Unit::Bytes => pg_sys::GUC_UNIT_BYTE,
-            Unit::Kilobytes => pg_sys::GUC_UNIT_KB,
-            Unit::Megabytes => pg_sys::GUC_UNIT_MB,
-        }) as i32
-    }
-}
-
 /// What every kind of variable has besides its value.
 #[derive(Clone, Copy)]
 struct Meta {
@@ -221,8 +207,6 @@ impl GucInt {
 }
 
 const fn unit_flags(unit: Unit) -> i32 {
-    // `Unit::flags` is not const (it matches on bindgen constants of another type); the
-    // values are the same.
     match unit {
         Unit::None => 0,
         Unit::Milliseconds => pg_sys::GUC_UNIT_MS as i32,
@@ -550,11 +534,6 @@ pub fn reserve_prefix(prefix: &'static CStr) -> Result<()> {
     // SAFETY: as above.
     guard(|| unsafe { pg_sys::MarkGUCPrefixReserved(p) })?;
     Ok(())
-}
-
-#[allow(dead_code)]
-fn _unit_flags_agree(u: Unit) -> bool {
-    u.flags() == unit_flags(u)
 }
 
 /// Sets any configuration variable for this session (`SET name = value`), with PostgreSQL's

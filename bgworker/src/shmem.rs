@@ -43,7 +43,7 @@ trait Attach: Sync {
     ///
     /// # Safety
     /// `ptr` points at `size()` bytes of shared memory reserved under `name()`.
-    unsafe fn attach(&self, ptr: *mut u8, found: bool);
+    unsafe fn attach(&self, ptr: *mut u8, found: bool) -> Result<()>;
 }
 
 static REQUESTS: Mutex<Vec<&'static dyn Attach>> = Mutex::new(Vec::new());
@@ -136,7 +136,12 @@ extern "C" fn startup_hook() {
             // SAFETY: space for `size` bytes was reserved under this name.
             match guard(|| unsafe { pg_sys::ShmemInitStruct(name, size, found_ptr) }) {
                 // SAFETY: `ptr` is the reserved area.
-                Ok(ptr) => unsafe { request.attach(ptr as *mut u8, found) },
+                Ok(ptr) => {
+                    if let Err(e) = unsafe { request.attach(ptr as *mut u8, found) } {
+                        result = Err(e);
+                        break;
+                    }
+                }
                 Err(e) => {
                     result = Err(e.into());
                     break;
@@ -217,13 +222,14 @@ impl<T: Send + Sync + 'static> Attach for Shared<T> {
     fn lock_tranche(&self) -> Option<&'static CStr> {
         None
     }
-    unsafe fn attach(&self, ptr: *mut u8, found: bool) {
+    unsafe fn attach(&self, ptr: *mut u8, found: bool) -> Result<()> {
         let ptr = ptr as *mut T;
         if !found {
             // SAFETY: fresh, suitably aligned (MAXALIGN) space of size_of::<T>() bytes.
             unsafe { ptr.write((self.init)()) };
         }
         self.ptr.store(ptr, Ordering::Release);
+        Ok(())
     }
 }
 
@@ -293,15 +299,17 @@ impl<T: Send + Sync + 'static> Attach for SharedLock<T> {
     fn lock_tranche(&self) -> Option<&'static CStr> {
         Some(self.data.name)
     }
-    unsafe fn attach(&self, ptr: *mut u8, found: bool) {
+    unsafe fn attach(&self, ptr: *mut u8, found: bool) -> Result<()> {
         // SAFETY: forwarded from the startup hook.
-        unsafe { self.data.attach(ptr, found) };
+        unsafe { self.data.attach(ptr, found) }?;
         let name = self.data.name.as_ptr();
-        // SAFETY: the tranche was requested under this name; called in the startup hook.
-        let padded = unsafe { pg_sys::GetNamedLWLockTranche(name) };
+        // SAFETY: the tranche was requested under this name; an unknown name raises an
+        // ERROR, which guard returns.
+        let padded = guard(|| unsafe { pg_sys::GetNamedLWLockTranche(name) })?;
         // SAFETY: the tranche has one lock; LWLockPadded starts with the LWLock.
         self.lock
             .store(unsafe { &raw mut (*padded).lock }, Ordering::Release);
+        Ok(())
     }
 }
 

@@ -185,7 +185,10 @@ pub(crate) fn in_subtransaction<R>(
     };
     // SAFETY: starting a subtransaction inside a transaction.
     guard(|| unsafe { pg_sys::BeginInternalSubTransaction(std::ptr::null()) })?;
-    restore_context_only(context);
+    // The subtransaction's statements run in the caller's memory context (its resource
+    // owner stays the subtransaction's until it ends).
+    // SAFETY: a context that outlives the subtransaction.
+    unsafe { pg_sys::CurrentMemoryContext = context };
 
     let outer_failed = spi.failed();
     spi.reset_failed(false);
@@ -214,9 +217,4 @@ pub(crate) fn in_subtransaction<R>(
         Ok(r) => r,
         Err(payload) => panic::resume_unwind(payload),
     }
-}
-
-fn restore_context_only(context: pg_sys::MemoryContext) {
-    // SAFETY: switching back to a context that outlives the subtransaction.
-    unsafe { pg_sys::CurrentMemoryContext = context };
 }

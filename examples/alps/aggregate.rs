@@ -189,7 +189,9 @@ unsafe fn step(fcinfo: FunctionCallInfo, weighted: bool) -> Result<Datum> {
         let columns = nargs.saturating_sub(first);
         let state = if (*args).isnull {
             for i in first..nargs {
-                let oid = pg_sys::get_fn_expr_argtype((*fcinfo).flinfo, i as i32);
+                let (flinfo, n) = ((*fcinfo).flinfo, i as i32);
+                // SAFETY: inspects the call's expression tree, which can raise an ERROR.
+                let oid = bgworker::guard(|| pg_sys::get_fn_expr_argtype(flinfo, n))?;
                 if oid != pg_sys::FLOAT8OID {
                     return Err(Error::msg("alps aggregates take double precision columns"));
                 }

@@ -172,10 +172,10 @@ fn train_table(c: &Candidate) -> Result<(), TrainError> {
             return Ok((columns, Vec::new(), 0));
         }
         let select: Vec<String> = columns.iter().map(Column::as_float8).collect();
-        let sql = format!("SELECT {} FROM ONLY {qualified}", select.join(", "));
         let mut rows = TableRows {
             spi,
-            sql,
+            columns: select.join(", "),
+            table: qualified.clone(),
             width: columns.len(),
             batch: 10_000,
             skipped: 0,

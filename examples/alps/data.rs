@@ -70,24 +70,14 @@ impl FromRow for Floats {
 /// pass reads the table again, in constant memory.
 pub struct TableRows<'a> {
     pub spi: &'a mut Spi,
-    pub sql: String,
+    /// The columns as float8 expressions, comma-separated.
+    pub columns: String,
+    /// The table, qualified and quoted.
+    pub table: String,
     pub width: usize,
     pub batch: usize,
     /// Rows with a NULL in some column, counted by the last pass.
     pub skipped: u64,
-}
-
-impl TableRows<'_> {
-    /// The column list of the SELECT, for the aggregate queries.
-    fn select_list(&self) -> &str {
-        let start = "SELECT ".len();
-        let end = self.sql.rfind(" FROM ONLY ").unwrap_or(self.sql.len());
-        &self.sql[start..end]
-    }
-
-    fn table_clause(&self) -> &str {
-        &self.sql[self.sql.rfind(" FROM ONLY ").unwrap_or(self.sql.len())..]
-    }
 }
 
 impl Rows for TableRows<'_> {
@@ -96,11 +86,7 @@ impl Rows for TableRows<'_> {
     /// One aggregate query: the executor feeds the rows to the QR directly (and parallel
     /// workers may share the scan).
     fn triangle(&mut self, width: usize) -> Result<Triangle> {
-        let sql = format!(
-            "SELECT alps.qr({}){}",
-            self.select_list(),
-            self.table_clause()
-        );
+        let sql = format!("SELECT alps.qr({}) FROM ONLY {}", self.columns, self.table);
         let v: Option<Vec<f64>> = self.spi.query_one(&sql, &[])?;
         let v = v.unwrap_or_else(|| vec![0.0, 0.0]);
         self.skipped = v[1] as u64;
@@ -109,9 +95,8 @@ impl Rows for TableRows<'_> {
 
     fn weighted_pass(&mut self, spec: &WeightSpec) -> Result<WeightedPass> {
         let sql = format!(
-            "SELECT alps.irls($1, {}){}",
-            self.select_list(),
-            self.table_clause()
+            "SELECT alps.irls($1, {}) FROM ONLY {}",
+            self.columns, self.table
         );
         let v: Option<Vec<f64>> = self.spi.query_one(&sql, &[&spec.to_vec()])?;
         let v = v.unwrap_or_else(|| vec![0.0, 0.0, 0.0]);
@@ -121,7 +106,8 @@ impl Rows for TableRows<'_> {
 
     fn for_each_batch(&mut self, f: &mut dyn FnMut(ndarray::ArrayView2<f64>)) -> Result<()> {
         self.skipped = 0;
-        let mut cursor = self.spi.cursor(&self.sql, &[])?;
+        let sql = format!("SELECT {} FROM ONLY {}", self.columns, self.table);
+        let mut cursor = self.spi.cursor(&sql, &[])?;
         let mut values = Vec::with_capacity(self.batch * self.width);
         loop {
             let rows: Vec<Floats> = cursor.fetch(self.batch)?;

@@ -155,7 +155,7 @@ pub fn fit<D: Rows>(
         0.0,
         options,
     )?;
-    let (mle, passes_mle) = match mle {
+    let mle = match mle {
         Ok(v) => v,
         Err(e) => return Ok(Err(e)),
     };
@@ -170,13 +170,12 @@ pub fn fit<D: Rows>(
             options.l2,
             options,
         )? {
-            Ok((pen, _)) => (pen, options.l2),
+            Ok(pen) => (pen, options.l2),
             Err(e) => return Ok(Err(e)),
         }
     } else {
         (mle, 0.0)
     };
-    let _ = passes_mle;
 
     // Back to the original scale: b = b_s - sum w_s m / s; w = w_s / s.
     let beta = &chosen.beta;
@@ -233,8 +232,7 @@ fn irls<D: Rows>(
     first: &Array2<f64>,
     l2: f64,
     options: Options,
-) -> Result<Result<(Irls, usize), FitError>, D::Error> {
-    let p = supports.len() + 1;
+) -> Result<Result<Irls, FitError>, D::Error> {
     let (mut beta, mut inv) = match newton_solve(first, l2) {
         Ok(v) => v,
         Err(e) => return Ok(Err(e)),
@@ -284,18 +282,14 @@ fn irls<D: Rows>(
         && (degenerate
             || (extreme > 0 && (growing || vanishing || !converged))
             || (!converged && growing));
-    let _ = p;
-    Ok(Ok((
-        Irls {
-            beta,
-            inv,
-            deviance,
-            iterations,
-            converged,
-            separated,
-        },
+    Ok(Ok(Irls {
+        beta,
+        inv,
+        deviance,
         iterations,
-    )))
+        converged,
+        separated,
+    }))
 }
 
 /// What a weighted pass needs: the model's columns, scaling and current coefficients.
