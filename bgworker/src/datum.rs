@@ -41,7 +41,14 @@ use crate::pg_sys::{self, Datum, Oid};
 /// let n: &dyn ToSql = &42i32;
 /// assert_eq!(n.sql_type(), bgworker::pg_sys::INT4OID);
 /// ```
-pub trait ToSql {
+///
+/// # Safety
+/// PostgreSQL reads the Datum as a value of `sql_type()`: `to_datum` must return exactly that
+/// type's representation (by value, or a pointer to a valid palloc'd value of it) or `None`.
+/// A Datum of another shape makes the server read arbitrary memory, which is why the trait is
+/// `unsafe` to implement. The implementations here cover the types in the
+/// [module documentation](self); convert other Rust types into one of those.
+pub unsafe trait ToSql {
     /// The SQL type's OID.
     fn sql_type(&self) -> Oid;
     /// The Datum, or `None` for NULL. Values passed by reference are allocated in the
@@ -56,7 +63,12 @@ pub trait ToSql {
 /// assert!(<i64 as FromSql>::accepts(bgworker::pg_sys::INT8OID));
 /// assert!(!<i64 as FromSql>::accepts(bgworker::pg_sys::INT4OID));
 /// ```
-pub trait FromSql: Sized {
+///
+/// # Safety
+/// `from_datum` is called with Datums of every type `accepts` accepts, and must read them as
+/// what they are: accepting a type whose representation `from_datum` does not read correctly
+/// makes it read arbitrary memory.
+pub unsafe trait FromSql: Sized {
     /// Whether a Datum of SQL type `oid` can be read as this type.
     fn accepts(oid: Oid) -> bool;
     /// The SQL type(s) this type reads, for error messages (for example `integer`).
@@ -76,13 +88,19 @@ pub trait FromSql: Sized {
 /// assert_eq!(i32::OID, 23);
 /// assert_eq!(String::OID, 25);
 /// ```
-pub trait SqlType {
+///
+/// # Safety
+/// `OID` must be the type every value's [`ToSql::sql_type`] reports.
+pub unsafe trait SqlType {
     /// The type's OID.
     const OID: Oid;
 }
 
 macro_rules! sql_type {
-    ($($t:ty => $oid:expr),* $(,)?) => { $(impl SqlType for $t { const OID: Oid = $oid; })* };
+    ($($t:ty => $oid:expr),* $(,)?) => {
+        // SAFETY: the OID each of these types' ToSql reports.
+        $(unsafe impl SqlType for $t { const OID: Oid = $oid; })*
+    };
 }
 sql_type! {
     bool => pg_sys::BOOLOID, i16 => pg_sys::INT2OID, i32 => pg_sys::INT4OID,
@@ -100,7 +118,8 @@ fn null_error<T>() -> Error {
 
 macro_rules! by_value {
     ($t:ty, $oid:expr, $name:literal, |$d:ident| $from:expr, |$v:ident| $to:expr) => {
-        impl ToSql for $t {
+        // SAFETY: a by-value Datum of the type's own width.
+        unsafe impl ToSql for $t {
             fn sql_type(&self) -> Oid {
                 $oid
             }
@@ -109,7 +128,8 @@ macro_rules! by_value {
                 Ok(Some($to))
             }
         }
-        impl FromSql for $t {
+        // SAFETY: accepts exactly the type it reads by value.
+        unsafe impl FromSql for $t {
             fn accepts(oid: Oid) -> bool {
                 oid == $oid
             }
@@ -197,7 +217,8 @@ unsafe fn take_cstring(ptr: *mut c_char) -> String {
     text
 }
 
-impl ToSql for Numeric {
+// SAFETY: returns a palloc'd value of the type it reports (or forwards to one that does).
+unsafe impl ToSql for Numeric {
     fn sql_type(&self) -> Oid {
         pg_sys::NUMERICOID
     }
@@ -219,7 +240,8 @@ impl ToSql for Numeric {
     }
 }
 
-impl FromSql for Numeric {
+// SAFETY: reads exactly the types it accepts (varlenas, arrays, or forwards).
+unsafe impl FromSql for Numeric {
     fn accepts(oid: Oid) -> bool {
         oid == pg_sys::NUMERICOID
     }
@@ -270,7 +292,8 @@ unsafe fn varlena_bytes(datum: Datum) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-impl ToSql for str {
+// SAFETY: returns a palloc'd value of the type it reports (or forwards to one that does).
+unsafe impl ToSql for str {
     fn sql_type(&self) -> Oid {
         pg_sys::TEXTOID
     }
@@ -279,7 +302,8 @@ impl ToSql for str {
     }
 }
 
-impl ToSql for &str {
+// SAFETY: returns a palloc'd value of the type it reports (or forwards to one that does).
+unsafe impl ToSql for &str {
     fn sql_type(&self) -> Oid {
         pg_sys::TEXTOID
     }
@@ -288,7 +312,8 @@ impl ToSql for &str {
     }
 }
 
-impl ToSql for String {
+// SAFETY: returns a palloc'd value of the type it reports (or forwards to one that does).
+unsafe impl ToSql for String {
     fn sql_type(&self) -> Oid {
         pg_sys::TEXTOID
     }
@@ -297,7 +322,8 @@ impl ToSql for String {
     }
 }
 
-impl FromSql for String {
+// SAFETY: reads exactly the types it accepts (varlenas, arrays, or forwards).
+unsafe impl FromSql for String {
     fn accepts(oid: Oid) -> bool {
         matches!(
             oid,
@@ -324,7 +350,8 @@ impl FromSql for String {
     }
 }
 
-impl ToSql for [u8] {
+// SAFETY: returns a palloc'd value of the type it reports (or forwards to one that does).
+unsafe impl ToSql for [u8] {
     fn sql_type(&self) -> Oid {
         pg_sys::BYTEAOID
     }
@@ -333,7 +360,8 @@ impl ToSql for [u8] {
     }
 }
 
-impl ToSql for &[u8] {
+// SAFETY: returns a palloc'd value of the type it reports (or forwards to one that does).
+unsafe impl ToSql for &[u8] {
     fn sql_type(&self) -> Oid {
         pg_sys::BYTEAOID
     }
@@ -342,7 +370,8 @@ impl ToSql for &[u8] {
     }
 }
 
-impl ToSql for Vec<u8> {
+// SAFETY: returns a palloc'd value of the type it reports (or forwards to one that does).
+unsafe impl ToSql for Vec<u8> {
     fn sql_type(&self) -> Oid {
         pg_sys::BYTEAOID
     }
@@ -351,7 +380,8 @@ impl ToSql for Vec<u8> {
     }
 }
 
-impl FromSql for Vec<u8> {
+// SAFETY: reads exactly the types it accepts (varlenas, arrays, or forwards).
+unsafe impl FromSql for Vec<u8> {
     fn accepts(oid: Oid) -> bool {
         oid == pg_sys::BYTEAOID
     }
@@ -367,7 +397,8 @@ impl FromSql for Vec<u8> {
     }
 }
 
-impl<T: ToSql + SqlType> ToSql for Option<T> {
+// SAFETY: returns a palloc'd value of the type it reports (or forwards to one that does).
+unsafe impl<T: ToSql + SqlType> ToSql for Option<T> {
     fn sql_type(&self) -> Oid {
         T::OID
     }
@@ -379,7 +410,8 @@ impl<T: ToSql + SqlType> ToSql for Option<T> {
     }
 }
 
-impl<T: FromSql> FromSql for Option<T> {
+// SAFETY: reads exactly the types it accepts (varlenas, arrays, or forwards).
+unsafe impl<T: FromSql> FromSql for Option<T> {
     fn accepts(oid: Oid) -> bool {
         T::accepts(oid)
     }
@@ -402,16 +434,21 @@ impl<T: FromSql> FromSql for Option<T> {
 /// use bgworker::datum::ArrayElement;
 /// assert_eq!(<Option<i64> as ArrayElement>::ELEMENT_OID, 20);
 /// ```
-pub trait ArrayElement: ToSql {
+///
+/// # Safety
+/// `ELEMENT_OID` must be the type of every non-NULL Datum the element's `to_datum` returns.
+pub unsafe trait ArrayElement: ToSql {
     /// The element's SQL type.
     const ELEMENT_OID: Oid;
 }
 
-impl<T: ToSql + SqlType> ArrayElement for T {
+// SAFETY: SqlType's OID is the type of its values.
+unsafe impl<T: ToSql + SqlType> ArrayElement for T {
     const ELEMENT_OID: Oid = T::OID;
 }
 
-impl<T: ToSql + SqlType> ArrayElement for Option<T> {
+// SAFETY: as above; None is a NULL element.
+unsafe impl<T: ToSql + SqlType> ArrayElement for Option<T> {
     const ELEMENT_OID: Oid = T::OID;
 }
 
@@ -486,7 +523,8 @@ fn array_to_datum<T: ArrayElement>(items: &[T]) -> Result<Option<Datum>> {
     Ok(Some(array as Datum))
 }
 
-impl<T: ArrayElement> ToSql for [T] {
+// SAFETY: returns a palloc'd value of the type it reports (or forwards to one that does).
+unsafe impl<T: ArrayElement> ToSql for [T] {
     fn sql_type(&self) -> Oid {
         array_oid(T::ELEMENT_OID)
     }
@@ -495,7 +533,8 @@ impl<T: ArrayElement> ToSql for [T] {
     }
 }
 
-impl<T: ArrayElement> ToSql for &[T] {
+// SAFETY: returns a palloc'd value of the type it reports (or forwards to one that does).
+unsafe impl<T: ArrayElement> ToSql for &[T] {
     fn sql_type(&self) -> Oid {
         array_oid(T::ELEMENT_OID)
     }
@@ -541,7 +580,8 @@ impl ArrayFromSql for Numeric {}
 impl ArrayFromSql for Vec<u8> {}
 impl<T: ArrayFromSql> ArrayFromSql for Option<T> {}
 
-impl<T: ArrayFromSql> ToSql for Vec<T>
+// SAFETY: returns a palloc'd value of the type it reports (or forwards to one that does).
+unsafe impl<T: ArrayFromSql> ToSql for Vec<T>
 where
     T: ArrayElement,
 {
@@ -553,11 +593,13 @@ where
     }
 }
 
-impl<T: ArrayFromSql + ArrayElement> SqlType for Vec<T> {
+// SAFETY: the array type of the element, as `Vec<T>`'s ToSql reports.
+unsafe impl<T: ArrayFromSql + ArrayElement> SqlType for Vec<T> {
     const OID: Oid = array_oid(T::ELEMENT_OID);
 }
 
-impl<T: ArrayFromSql> FromSql for Vec<T> {
+// SAFETY: reads exactly the types it accepts (varlenas, arrays, or forwards).
+unsafe impl<T: ArrayFromSql> FromSql for Vec<T> {
     fn accepts(oid: Oid) -> bool {
         // SAFETY: a syscache lookup; unknown OIDs give InvalidOid rather than an ERROR.
         let element =

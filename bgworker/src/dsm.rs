@@ -18,11 +18,30 @@
 //! ```
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::guard::guard;
 use crate::pg_sys;
 use crate::worker::Handle;
+
+/// The most queues one segment holds.
+pub const MAX_QUEUES: usize = 16;
+
+/// The start of every segment this module creates: which queues exist where, so that a
+/// process attaching by handle can only use real queues. Offsets count from the end of the
+/// header.
+#[repr(C)]
+struct Header {
+    magic: AtomicU64,
+    queues: AtomicU32,
+    _pad: u32,
+    /// (offset, size) of each created queue.
+    table: [[AtomicU64; 2]; MAX_QUEUES],
+}
+
+const MAGIC: u64 = 0x6267_776b_646d_7131; // "bgwkdmq1"
+const HEADER: usize = std::mem::size_of::<Header>();
 
 /// A mapped dynamic shared memory segment; detached when dropped.
 ///
@@ -39,25 +58,33 @@ use crate::worker::Handle;
 /// ```
 pub struct Segment {
     raw: *mut pg_sys::dsm_segment,
+    /// Usable bytes after the header.
     size: usize,
 }
 
 impl Segment {
-    /// Creates a segment of `size` bytes. The mapping belongs to this value, not to the
-    /// current transaction: it lives until the value is dropped, whenever that is.
+    /// Creates a segment with `size` usable bytes. The mapping belongs to this value, not to
+    /// the current transaction: it lives until the value is dropped, whenever that is.
     pub fn create(size: usize) -> Result<Segment> {
+        let total = size
+            .checked_add(HEADER)
+            .ok_or_else(|| Error::msg(format!("a segment of {size} bytes is too large")))?;
         // SAFETY: creating a segment; failure (no space) raises an ERROR.
-        let raw = guard(|| unsafe { pg_sys::dsm_create(size, 0) })?;
+        let raw = guard(|| unsafe { pg_sys::dsm_create(total, 0) })?;
         if raw.is_null() {
             return Err(Error::msg(
                 "could not create a dynamic shared memory segment",
             ));
         }
+        let segment = Segment { raw, size };
         pin(raw)?;
-        Ok(Segment { raw, size })
+        let header = segment.header();
+        header.queues.store(0, Ordering::Relaxed);
+        header.magic.store(MAGIC, Ordering::Release);
+        Ok(segment)
     }
 
-    /// Attaches to a segment created by another process.
+    /// Attaches to a segment another process created with [`Segment::create`].
     pub fn attach(handle: u32) -> Result<Segment> {
         // SAFETY: attaching by handle; NULL when the segment no longer exists.
         let raw = guard(|| unsafe { pg_sys::dsm_attach(handle as pg_sys::dsm_handle) })?;
@@ -67,9 +94,18 @@ impl Segment {
             )));
         }
         // SAFETY: a valid, attached segment.
-        let size = unsafe { pg_sys::dsm_segment_map_length(raw) };
+        let total = unsafe { pg_sys::dsm_segment_map_length(raw) };
+        let segment = Segment {
+            raw,
+            size: total.saturating_sub(HEADER),
+        };
         pin(raw)?;
-        Ok(Segment { raw, size })
+        if total < HEADER || segment.header().magic.load(Ordering::Acquire) != MAGIC {
+            return Err(Error::msg(format!(
+                "dynamic shared memory segment {handle} was not created by bgworker::dsm"
+            )));
+        }
+        Ok(segment)
     }
 
     /// The handle another process attaches with (pass it as the worker's main argument).
@@ -78,31 +114,87 @@ impl Segment {
         unsafe { pg_sys::dsm_segment_handle(self.raw) as u32 }
     }
 
-    /// The segment's size in bytes.
+    /// The segment's usable size in bytes.
     pub fn size(&self) -> usize {
         self.size
     }
 
-    fn queue_address(&self, offset: usize, size: usize) -> Result<*mut pg_sys::shm_mq> {
-        if !offset.is_multiple_of(8) || offset.checked_add(size).is_none_or(|end| end > self.size) {
+    fn header(&self) -> &Header {
+        // SAFETY: every segment of this module starts with a Header (its size is checked on
+        // attach); its fields are atomics, shared safely between processes. The mapping is
+        // page-aligned.
+        unsafe { &*(pg_sys::dsm_segment_address(self.raw) as *const Header) }
+    }
+
+    fn address(&self, offset: usize) -> *mut pg_sys::shm_mq {
+        // SAFETY: callers check that `offset` lies inside the usable part of the mapping.
+        let byte = unsafe { (pg_sys::dsm_segment_address(self.raw) as *mut u8).add(HEADER + offset) };
+        byte as *mut pg_sys::shm_mq
+    }
+
+    /// Creates an empty message queue of `size` bytes at `offset` (a multiple of 8, counted
+    /// in the usable bytes). Queues must not overlap, and must be big enough for
+    /// `shm_mq`'s bookkeeping and at least one byte of data.
+    pub fn create_queue(&self, offset: usize, size: usize) -> Result<()> {
+        // SAFETY: a constant of the server.
+        let minimum = unsafe { pg_sys::shm_mq_minimum_size };
+        if size < minimum {
+            return Err(Error::msg(format!(
+                "a message queue needs at least {minimum} bytes; {size} given"
+            )));
+        }
+        let end = offset.checked_add(size);
+        if !offset.is_multiple_of(8) || end.is_none_or(|end| end > self.size) {
             return Err(Error::msg(format!(
                 "queue at offset {offset} (size {size}) does not fit an aligned place in a {}-byte segment",
                 self.size
             )));
         }
-        // SAFETY: inside the mapped segment, as checked above.
-        Ok(
-            unsafe { (pg_sys::dsm_segment_address(self.raw) as *mut u8).add(offset) }
-                as *mut pg_sys::shm_mq,
-        )
+        let header = self.header();
+        let count = header.queues.load(Ordering::Acquire) as usize;
+        for entry in &header.table[..count.min(MAX_QUEUES)] {
+            let (o, s) = (
+                entry[0].load(Ordering::Relaxed) as usize,
+                entry[1].load(Ordering::Relaxed) as usize,
+            );
+            if offset < o + s && o < offset + size {
+                return Err(Error::msg(format!(
+                    "queue at offset {offset} (size {size}) overlaps the queue at offset {o}"
+                )));
+            }
+        }
+        if count >= MAX_QUEUES {
+            return Err(Error::msg(format!(
+                "a segment holds at most {MAX_QUEUES} queues"
+            )));
+        }
+        let address = self.address(offset);
+        // SAFETY: `size` bytes of the segment at `address` are inside it, aligned, and no
+        // other queue's (checked above).
+        guard(|| unsafe { pg_sys::shm_mq_create(address.cast(), size) })?;
+        header.table[count][0].store(offset as u64, Ordering::Relaxed);
+        header.table[count][1].store(size as u64, Ordering::Relaxed);
+        header.queues.store(count as u32 + 1, Ordering::Release);
+        Ok(())
     }
 
-    /// Creates an empty message queue of `size` bytes at `offset` (a multiple of 8).
-    pub fn create_queue(&self, offset: usize, size: usize) -> Result<()> {
-        let address = self.queue_address(offset, size)?;
-        // SAFETY: `size` bytes of the segment at `address` are ours to initialise.
-        guard(|| unsafe { pg_sys::shm_mq_create(address.cast(), size) })?;
-        Ok(())
+    /// The queue created at `offset`, or an error when there is none.
+    fn queue(&self, offset: usize) -> Result<*mut pg_sys::shm_mq> {
+        let header = self.header();
+        let count = (header.queues.load(Ordering::Acquire) as usize).min(MAX_QUEUES);
+        let found = header.table[..count].iter().any(|entry| {
+            let (o, s) = (
+                entry[0].load(Ordering::Relaxed) as usize,
+                entry[1].load(Ordering::Relaxed) as usize,
+            );
+            o == offset && o.checked_add(s).is_some_and(|end| end <= self.size)
+        });
+        if !found {
+            return Err(Error::msg(format!(
+                "there is no message queue at offset {offset} of this segment"
+            )));
+        }
+        Ok(self.address(offset))
     }
 
     fn attach_queue(
@@ -111,25 +203,31 @@ impl Segment {
         worker: Option<&Handle>,
         send: bool,
     ) -> Result<*mut pg_sys::shm_mq_handle> {
-        let queue = self.queue_address(offset, 0)?;
+        let queue = self.queue(offset)?;
         let seg = self.raw;
         let handle = worker.map_or(std::ptr::null_mut(), |w| w.raw());
         // SAFETY: a queue created in this segment; MyProc is this process. Setting a role that
-        // is already taken raises an ERROR, which guard returns.
+        // is already taken raises an ERROR, which guard returns. The queue handle is
+        // allocated in TopMemoryContext, so that it lives as long as the Rust value (which
+        // frees it with shm_mq_detach), not as long as the current transaction.
         guard(|| unsafe {
             if send {
                 pg_sys::shm_mq_set_sender(queue, pg_sys::MyProc);
             } else {
                 pg_sys::shm_mq_set_receiver(queue, pg_sys::MyProc);
             }
-            pg_sys::shm_mq_attach(queue, seg, handle)
+            let previous = pg_sys::CurrentMemoryContext;
+            pg_sys::CurrentMemoryContext = pg_sys::TopMemoryContext;
+            let attached = pg_sys::shm_mq_attach(queue, seg, handle);
+            pg_sys::CurrentMemoryContext = previous;
+            attached
         })
         .map_err(Error::from)
     }
 
     /// Attaches to the queue at `offset` as its sender. Passing the worker's handle makes a
-    /// worker that never starts count as detached.
-    pub fn sender(&self, offset: usize, worker: Option<&Handle>) -> Result<Sender<'_>> {
+    /// worker that never starts count as detached; the queue end borrows the handle.
+    pub fn sender<'a>(&'a self, offset: usize, worker: Option<&'a Handle>) -> Result<Sender<'a>> {
         let raw = self.attach_queue(offset, worker, true)?;
         Ok(Sender {
             raw,
@@ -137,8 +235,12 @@ impl Segment {
         })
     }
 
-    /// Attaches to the queue at `offset` as its receiver.
-    pub fn receiver(&self, offset: usize, worker: Option<&Handle>) -> Result<Receiver<'_>> {
+    /// Attaches to the queue at `offset` as its receiver (see [`Segment::sender`]).
+    pub fn receiver<'a>(
+        &'a self,
+        offset: usize,
+        worker: Option<&'a Handle>,
+    ) -> Result<Receiver<'a>> {
         let raw = self.attach_queue(offset, worker, false)?;
         Ok(Receiver {
             raw,
@@ -174,7 +276,7 @@ impl Drop for Segment {
 /// ```
 pub struct Sender<'s> {
     raw: *mut pg_sys::shm_mq_handle,
-    _segment: PhantomData<&'s Segment>,
+    _segment: PhantomData<&'s ()>,
 }
 
 impl Sender<'_> {
@@ -222,7 +324,7 @@ impl Drop for Sender<'_> {
 /// ```
 pub struct Receiver<'s> {
     raw: *mut pg_sys::shm_mq_handle,
-    _segment: PhantomData<&'s Segment>,
+    _segment: PhantomData<&'s ()>,
 }
 
 impl Receiver<'_> {

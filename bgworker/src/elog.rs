@@ -68,12 +68,16 @@ impl Level {
 /// Emits `message` at `level`. The macros ([`log!`](crate::log!) and friends) call this.
 ///
 /// If PostgreSQL itself fails while reporting (out of memory), the failure is dropped: a log
-/// call never turns into an error of its caller.
+/// call never turns into an error of its caller. Called from a thread other than the
+/// process's main thread, it panics (PostgreSQL is single-threaded).
 ///
 /// ```no_run
 /// bgworker::elog::report(bgworker::elog::Level::Log, "100% done");
 /// ```
 pub fn report(level: Level, message: &str) {
+    // PostgreSQL cannot be entered from another thread, and a log call has no error to
+    // return: the calling thread panics instead.
+    crate::guard::assert_main_thread();
     let message = to_cstring(message);
     let ptr = message.as_ptr();
     let code = 0; // ERRCODE_SUCCESSFUL_COMPLETION, as elog() uses below ERROR

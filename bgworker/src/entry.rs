@@ -77,6 +77,19 @@ where
     }
 }
 
+/// Whether PostgreSQL is loading `shared_preload_libraries` right now: the only time static
+/// workers can be registered and shared memory requested.
+///
+/// ```no_run
+/// if bgworker::entry::preloading() {
+///     bgworker::log!("loaded at server start");
+/// }
+/// ```
+pub fn preloading() -> bool {
+    // SAFETY: a plain server global, written only by this process's main thread.
+    unsafe { pg_sys::process_shared_preload_libraries_in_progress }
+}
+
 /// What an ERROR will say; owned C strings, freed by [`release_report`] just before
 /// `errfinish` leaves by `longjmp`.
 struct Report {
@@ -108,7 +121,9 @@ where
 {
     install_panic_hook();
     let error = match panic::catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => return None,
+        // A success after a caught ERROR that nothing rolled back is that ERROR: PostgreSQL
+        // must roll the work back.
+        Ok(Ok(())) => crate::recovery::unhandled_error()?,
         Ok(Err(e)) => e.to_pg_error(),
         Err(payload) => panic_to_error(payload),
     };

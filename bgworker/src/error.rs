@@ -161,6 +161,15 @@ impl PgError {
         self.hint = Some(hint.into());
         self
     }
+
+    /// Adds a line to the error's context (below the lines already there).
+    pub(crate) fn with_context_line(mut self, line: &str) -> PgError {
+        self.context = Some(match self.context.take() {
+            Some(c) => format!("{c}\n{line}"),
+            None => line.to_string(),
+        });
+        self
+    }
 }
 
 impl fmt::Display for PgError {

@@ -123,7 +123,46 @@ impl Call {
         })
     }
 
+    /// The declared result type, resolved through domains to the type its values have.
+    fn declared_return_type(&self) -> Result<Oid> {
+        let fcinfo = self.fcinfo;
+        // SAFETY: flinfo is valid for the call; returns InvalidOid when the call has no
+        // expression (a direct call).
+        let mut oid = guard(|| unsafe { pg_sys::get_fn_expr_rettype((*fcinfo).flinfo) })?;
+        if oid == pg_sys::InvalidOid {
+            // SAFETY: as above; fn_oid is the called function's OID.
+            let fn_oid = unsafe { (*fcinfo).flinfo.as_ref().map_or(0, |f| f.fn_oid) };
+            if fn_oid != pg_sys::InvalidOid {
+                // SAFETY: a catalog lookup of an existing function.
+                oid = guard(|| unsafe { pg_sys::get_func_rettype(fn_oid) })?;
+            }
+        }
+        if oid == pg_sys::InvalidOid {
+            return Err(Error::msg(
+                "cannot tell the SQL result type this function was declared with",
+            ));
+        }
+        // SAFETY: a catalog lookup; a type that is not a domain is returned as it is.
+        Ok(guard(|| unsafe { pg_sys::getBaseType(oid) })?)
+    }
+
+    /// Returns `value` as the function's result, after checking that the SQL declaration's
+    /// result type is the one the Rust value has: PostgreSQL would otherwise read the Datum
+    /// as another type.
     pub fn ret<T: ToSql + ?Sized>(&self, value: &T) -> Result<Datum> {
+        let declared = self.declared_return_type()?;
+        let given = value.sql_type();
+        // varchar is text's representation; text results are fine for it.
+        let compatible = declared == given
+            || (declared == pg_sys::VARCHAROID && given == pg_sys::TEXTOID);
+        if !compatible {
+            return Err(Error::Conversion(format!(
+                "the SQL declaration returns {}, but the Rust function returns {} ({})",
+                crate::datum::type_name(declared),
+                crate::datum::type_name(given),
+                std::any::type_name::<T>()
+            )));
+        }
         match value.to_datum()? {
             Some(d) => Ok(d),
             None => {
@@ -135,7 +174,8 @@ impl Call {
     }
 }
 
-impl ToSql for () {
+// SAFETY: `void`'s Datum is ignored; 0 is what PG_RETURN_VOID returns.
+unsafe impl ToSql for () {
     fn sql_type(&self) -> Oid {
         pg_sys::VOIDOID
     }

@@ -18,6 +18,7 @@
 //! ```
 
 use std::any::Any;
+use std::cell::Cell;
 use std::ffi::{c_void, CStr};
 use std::mem::MaybeUninit;
 use std::panic::{self, AssertUnwindSafe};
@@ -31,8 +32,11 @@ use crate::pg_sys;
 /// free of destructors. In practice `f` is a closure that makes one FFI call with arguments
 /// prepared beforehand (raw pointers, numbers, `&` references).
 ///
-/// After an ERROR inside a transaction, the transaction must be aborted before the next one
-/// starts; the `xact` module does that for you.
+/// After an ERROR inside a transaction, the (sub)transaction must be rolled back before
+/// anything else runs in it: the ERROR is recorded, further SQL is refused, and the
+/// transaction cannot be committed by returning `Ok` (the `xact` module rolls it back for
+/// you). Called from a thread other than the process's main thread, `guard` returns an error
+/// without calling `f`.
 ///
 /// ```no_run
 /// use bgworker::{guard, pg_sys};
@@ -45,6 +49,7 @@ where
     F: FnOnce() -> R + Copy,
     R: Copy,
 {
+    check_main_thread()?;
     let mut call = Call::<F, R> {
         f: Some(f),
         result: MaybeUninit::uninit(),
@@ -61,13 +66,55 @@ where
     };
     if !error.is_null() {
         // SAFETY: a non-NULL result is a valid ErrorData owned by us.
-        return Err(unsafe { take_error_data(error) });
+        let error = unsafe { take_error_data(error) };
+        crate::recovery::record_caught_error(&error);
+        return Err(error);
     }
     if let Some(payload) = call.panic {
         panic::resume_unwind(payload);
     }
     // SAFETY: the trampoline wrote the result, since it neither jumped out nor panicked.
     Ok(unsafe { call.result.assume_init() })
+}
+
+/// Whether this is the process's main thread, the only one PostgreSQL may be entered from.
+fn on_main_thread() -> bool {
+    thread_local! {
+        static MAIN: Cell<Option<bool>> = const { Cell::new(None) };
+    }
+    MAIN.with(|main| match main.get() {
+        Some(known) => known,
+        None => {
+            // SAFETY: both are plain system calls without arguments.
+            let known = unsafe { libc::gettid() == libc::getpid() };
+            main.set(Some(known));
+            known
+        }
+    })
+}
+
+/// An error unless called on the process's main thread. PostgreSQL is single-threaded: its
+/// globals (memory contexts, the error stack, SPI's state) belong to the main thread, and a
+/// call from any other corrupts them.
+pub(crate) fn check_main_thread() -> Result<(), PgError> {
+    if on_main_thread() {
+        return Ok(());
+    }
+    Err(PgError::new(
+        SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+        "PostgreSQL was called from a thread other than the backend's main thread",
+    )
+    .with_hint(
+        "PostgreSQL is single-threaded: call it only from the thread that runs the worker or \
+         function, and hand data to other threads as plain Rust values",
+    ))
+}
+
+/// Panics unless called on the main thread; for calls that cannot return an error.
+pub(crate) fn assert_main_thread() {
+    if let Err(e) = check_main_thread() {
+        panic!("{}", e.message);
+    }
 }
 
 struct Call<F, R> {

@@ -201,6 +201,7 @@ impl GucInt {
 
     /// The current value.
     pub fn get(&self) -> i32 {
+        crate::guard::assert_main_thread();
         // SAFETY: see the Sync impl; volatile because PostgreSQL writes it behind our back.
         unsafe { std::ptr::read_volatile(self.value.get()) }
     }
@@ -287,6 +288,7 @@ impl GucReal {
 
     /// The current value.
     pub fn get(&self) -> f64 {
+        crate::guard::assert_main_thread();
         // SAFETY: as for GucInt::get.
         unsafe { std::ptr::read_volatile(self.value.get()) }
     }
@@ -343,6 +345,7 @@ impl GucBool {
 
     /// The current value.
     pub fn get(&self) -> bool {
+        crate::guard::assert_main_thread();
         // SAFETY: as for GucInt::get.
         unsafe { std::ptr::read_volatile(self.value.get()) }
     }
@@ -404,6 +407,7 @@ impl GucString {
 
     /// The current value; `None` when unset (NULL) or empty.
     pub fn get(&self) -> Option<String> {
+        crate::guard::assert_main_thread();
         // SAFETY: as for GucInt::get; a non-NULL pointer is a NUL-terminated string owned by
         // PostgreSQL, valid until the next configuration change, and we copy it at once.
         let ptr = unsafe { std::ptr::read_volatile(self.value.get()) };
@@ -502,12 +506,14 @@ impl GucEnum {
 
     /// The current value's number.
     pub fn get(&self) -> i32 {
+        crate::guard::assert_main_thread();
         // SAFETY: as for GucInt::get.
         unsafe { std::ptr::read_volatile(self.value.get()) }
     }
 
     /// The current value's name.
     pub fn get_name(&self) -> &'static str {
+        crate::guard::assert_main_thread();
         let v = self.get();
         self.options
             .iter()

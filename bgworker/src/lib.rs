@@ -43,6 +43,8 @@
 //! ```
 
 #![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub use pg_sys;
 
@@ -53,6 +55,7 @@ pub mod entry;
 mod error;
 pub mod fmgr;
 mod guard;
+mod recovery;
 pub mod guc;
 pub mod latch;
 pub mod shmem;

@@ -7,7 +7,21 @@
 //!
 //! What you store must make sense in several processes at once: plain numbers, fixed arrays,
 //! `std::sync::atomic` types (lock-free, so they work across processes), never pointers into
-//! one process's memory.
+//! one process's memory. The [`PlainData`] bound says so at compile time: a `String`, `Vec`,
+//! `Box` or `Mutex` in shared memory is refused, and structs of plain data are declared with
+//! [`plain_struct!`](crate::plain_struct!).
+//!
+//! ```compile_fail
+//! // A String's heap buffer exists in one process only: refused.
+//! static NAMES: bgworker::shmem::Shared<String> =
+//!     bgworker::shmem::Shared::new(c"names", String::new);
+//! ```
+//!
+//! An LWLock guard gives access to the data only while its lock is held. A (sub)transaction
+//! that rolls back releases every LWLock of the process (`LWLockReleaseAll`); a guard whose
+//! lock went that way panics on access instead of handing out unprotected data, and SQL
+//! (SPI, transactions) is refused while a guard is alive, as C code must not run queries
+//! while holding an LWLock.
 //!
 //! ```ignore
 //! use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,14 +39,108 @@
 //! STATS.exclusive()?[0] += 1;
 //! ```
 
+use std::cell::Cell;
 use std::ffi::CStr;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{self, AtomicPtr, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::guard::guard;
 use crate::pg_sys;
+
+/// Values that mean the same in every process of the cluster: no pointers, references, file
+/// descriptors or other process-local handles, and shareable (`Sync`) through atomics or
+/// immutability. [`Shared`] and [`SharedLock`] hold only such types.
+///
+/// Implemented for integers, floats, `bool`, `char`, the `std::sync::atomic` integer and
+/// `bool` types, and arrays and tuples of these; declare structs with
+/// [`plain_struct!`](crate::plain_struct!).
+///
+/// ```
+/// fn shareable<T: bgworker::shmem::PlainData>() {}
+/// shareable::<[std::sync::atomic::AtomicU64; 4]>();
+/// shareable::<(i64, f64)>();
+/// ```
+///
+/// ```compile_fail
+/// fn shareable<T: bgworker::shmem::PlainData>() {}
+/// shareable::<Vec<u8>>();
+/// ```
+///
+/// # Safety
+/// Implement it only for types whose every field is `PlainData` (which
+/// [`plain_struct!`](crate::plain_struct!) checks for you).
+pub unsafe trait PlainData: Send + Sync + 'static {}
+
+macro_rules! plain_data {
+    ($($t:ty),* $(,)?) => {
+        // SAFETY: numbers, flags and lock-free atomics hold no process-local state.
+        $(unsafe impl PlainData for $t {})*
+    };
+}
+plain_data! {
+    (), bool, char, u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64,
+    atomic::AtomicBool, atomic::AtomicU8, atomic::AtomicU16, atomic::AtomicU32,
+    atomic::AtomicU64, atomic::AtomicUsize, atomic::AtomicI8, atomic::AtomicI16,
+    atomic::AtomicI32, atomic::AtomicI64, atomic::AtomicIsize,
+}
+// SAFETY: an array of plain data is plain data.
+unsafe impl<T: PlainData, const N: usize> PlainData for [T; N] {}
+// SAFETY: tuples of plain data are plain data.
+unsafe impl<A: PlainData, B: PlainData> PlainData for (A, B) {}
+// SAFETY: as above.
+unsafe impl<A: PlainData, B: PlainData, C: PlainData> PlainData for (A, B, C) {}
+// SAFETY: as above.
+unsafe impl<A: PlainData, B: PlainData, C: PlainData, D: PlainData> PlainData for (A, B, C, D) {}
+
+/// Declares a struct for shared memory: every field must be [`PlainData`] (checked at compile
+/// time), and the struct then is too.
+///
+/// ```
+/// use std::sync::atomic::AtomicU64;
+/// bgworker::plain_struct! {
+///     /// What the workers count together.
+///     pub struct Counters {
+///         pub jobs: AtomicU64,
+///         pub failures: AtomicU64,
+///         pub per_slot: [u32; 8],
+///     }
+/// }
+/// static COUNTERS: bgworker::shmem::Shared<Counters> = bgworker::shmem::Shared::new(
+///     c"my_ext counters",
+///     || Counters { jobs: AtomicU64::new(0), failures: AtomicU64::new(0), per_slot: [0; 8] },
+/// );
+/// ```
+///
+/// ```compile_fail
+/// bgworker::plain_struct! {
+///     pub struct Names { pub first: String }
+/// }
+/// ```
+#[macro_export]
+macro_rules! plain_struct {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $($(#[$field_meta:meta])* $field_vis:vis $field:ident : $ty:ty),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $($(#[$field_meta])* $field_vis $field: $ty),*
+        }
+        const _: () = {
+            fn plain<T: $crate::shmem::PlainData>() {}
+            #[allow(dead_code)]
+            fn every_field_is_plain() {
+                $(plain::<$ty>();)*
+            }
+        };
+        // SAFETY: every field is PlainData, as the function above makes the compiler check.
+        unsafe impl $crate::shmem::PlainData for $name {}
+    };
+}
 
 /// What the startup hook does for one request.
 trait Attach: Sync {
@@ -56,8 +164,13 @@ fn requests() -> Vec<&'static dyn Attach> {
 }
 
 fn add_request(request: &'static dyn Attach) -> Result<()> {
-    // SAFETY: reading a plain server global in the postmaster's only thread.
-    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+    if !crate::entry::preloading() {
+        // SAFETY: a plain server global, true in every process but the postmaster.
+        if unsafe { pg_sys::IsUnderPostmaster } {
+            // A backend loading the library for its SQL functions, as C libraries allow:
+            // nothing to request; `get` says the memory is not attached.
+            return Ok(());
+        }
         return Err(Error::WrongContext(format!(
             "shared memory \"{}\" can only be requested while loading shared_preload_libraries",
             request.name().to_string_lossy()
@@ -181,7 +294,7 @@ pub struct Shared<T: 'static> {
     ptr: AtomicPtr<T>,
 }
 
-impl<T: Send + Sync + 'static> Shared<T> {
+impl<T: PlainData> Shared<T> {
     /// Declares the structure; `name` must be unique in the cluster.
     pub const fn new(name: &'static CStr, init: fn() -> T) -> Shared<T> {
         Shared {
@@ -212,7 +325,7 @@ impl<T: Send + Sync + 'static> Shared<T> {
     }
 }
 
-impl<T: Send + Sync + 'static> Attach for Shared<T> {
+impl<T: PlainData> Attach for Shared<T> {
     fn size(&self) -> usize {
         std::mem::size_of::<T>().max(1)
     }
@@ -245,15 +358,36 @@ impl<T: Send + Sync + 'static> Attach for Shared<T> {
 pub struct SharedLock<T: 'static> {
     data: Shared<T>,
     lock: AtomicPtr<pg_sys::LWLock>,
+    /// Counts this process's acquisitions, so a guard can tell its own hold of the lock
+    /// from a later one (statics are per process: this is not shared).
+    acquisitions: AtomicU64,
 }
 
-impl<T: Send + Sync + 'static> SharedLock<T> {
+thread_local! {
+    /// LWLock guards alive in this process.
+    static GUARDS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// An error while an LWLock guard is alive: SQL must not run under an LWLock (it holds off
+/// interrupts, and a rollback inside the statement would release the lock under the guard).
+pub(crate) fn check_no_lwlock_guard() -> Result<()> {
+    let alive = GUARDS.with(Cell::get);
+    if alive > 0 {
+        return Err(Error::WrongContext(format!(
+            "{alive} LWLock guard(s) of this process are alive: drop them before running SQL"
+        )));
+    }
+    Ok(())
+}
+
+impl<T: PlainData> SharedLock<T> {
     /// Declares the structure; `name` names both the memory and the LWLock tranche (shown as
     /// `wait_event` while a process waits for it).
     pub const fn new(name: &'static CStr, init: fn() -> T) -> SharedLock<T> {
         SharedLock {
             data: Shared::new(name, init),
             lock: AtomicPtr::new(std::ptr::null_mut()),
+            acquisitions: AtomicU64::new(0),
         }
     }
 
@@ -263,33 +397,99 @@ impl<T: Send + Sync + 'static> SharedLock<T> {
         add_request(self)
     }
 
-    fn acquire(&self, mode: pg_sys::LWLockMode) -> Result<(*mut pg_sys::LWLock, &T)> {
-        let data = self.data.get()?;
+    fn acquire(&self, mode: pg_sys::LWLockMode) -> Result<Held<'_>> {
+        self.data.get()?;
         let lock = self.lock.load(Ordering::Acquire);
-        // SAFETY: the tranche's lock, set up with the data; fails only when too many LWLocks
-        // are held, which is an ERROR guard returns.
+        // SAFETY: the tranche's lock, set up with the data.
+        if guard(|| unsafe { pg_sys::LWLockHeldByMe(lock) })? {
+            // LWLocks are not reentrant: waiting for it would wait for ourselves forever.
+            return Err(Error::WrongContext(format!(
+                "this process already holds the LWLock of \"{}\"; drop that guard first",
+                self.data.name.to_string_lossy()
+            )));
+        }
+        // SAFETY: as above; fails only when too many LWLocks are held, which is an ERROR
+        // guard returns.
         guard(|| unsafe { pg_sys::LWLockAcquire(lock, mode) })?;
-        Ok((lock, data))
+        let acquisition = self.acquisitions.fetch_add(1, Ordering::Relaxed) + 1;
+        GUARDS.with(|g| g.set(g.get() + 1));
+        Ok(Held {
+            lock,
+            acquisitions: &self.acquisitions,
+            acquisition,
+            name: self.data.name,
+            _not_send: std::marker::PhantomData,
+        })
     }
 
     /// Takes the lock in shared mode (readers share it).
     pub fn share(&self) -> Result<ReadGuard<'_, T>> {
-        let (lock, data) = self.acquire(pg_sys::LWLockMode_LW_SHARED)?;
-        Ok(ReadGuard { lock, data })
+        let held = self.acquire(pg_sys::LWLockMode_LW_SHARED)?;
+        Ok(ReadGuard {
+            held,
+            data: self.data.get()?,
+        })
     }
 
     /// Takes the lock in exclusive mode.
     pub fn exclusive(&self) -> Result<WriteGuard<'_, T>> {
-        let (lock, data) = self.acquire(pg_sys::LWLockMode_LW_EXCLUSIVE)?;
+        let held = self.acquire(pg_sys::LWLockMode_LW_EXCLUSIVE)?;
         Ok(WriteGuard {
-            lock,
-            data: data as *const T as *mut T,
+            held,
+            data: self.data.get()? as *const T as *mut T,
             _life: std::marker::PhantomData,
         })
     }
 }
 
-impl<T: Send + Sync + 'static> Attach for SharedLock<T> {
+/// One hold of a [`SharedLock`]'s LWLock by a guard.
+struct Held<'a> {
+    lock: *mut pg_sys::LWLock,
+    acquisitions: &'a AtomicU64,
+    acquisition: u64,
+    name: &'static CStr,
+    _not_send: std::marker::PhantomData<*mut ()>,
+}
+
+impl Held<'_> {
+    /// Whether this guard still holds the lock: a rollback releases all LWLocks, and the
+    /// same lock may have been taken again since by another guard.
+    fn valid(&self) -> bool {
+        let lock = self.lock;
+        // SAFETY: asks whether this process holds the lock; reads local state only.
+        let held = guard(|| unsafe { pg_sys::LWLockHeldByMe(lock) }).unwrap_or(false);
+        held && self.acquisitions.load(Ordering::Relaxed) == self.acquisition
+    }
+
+    fn check(&self) {
+        if !self.valid() {
+            panic!(
+                "the LWLock of \"{}\" was released under its guard (a rollback releases every \
+                 LWLock): the data is no longer protected",
+                self.name.to_string_lossy()
+            );
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        GUARDS.with(|g| g.set(g.get().saturating_sub(1)));
+        if self.valid() {
+            let lock = self.lock;
+            // SAFETY: releasing the lock this guard holds.
+            let _ = guard(|| unsafe { pg_sys::LWLockRelease(lock) });
+        } else {
+            // The rollback's LWLockReleaseAll released it and left the interrupt holdoff
+            // that LWLockAcquire took in place (the boundary restores it after the ERROR):
+            // give that back, as LWLockRelease would have.
+            // SAFETY: only decrements a counter, never below zero.
+            unsafe { pg_sys::pgsys_resume_interrupts() };
+        }
+    }
+}
+
+impl<T: PlainData> Attach for SharedLock<T> {
     fn size(&self) -> usize {
         self.data.size()
     }
@@ -319,20 +519,15 @@ impl<T: Send + Sync + 'static> Attach for SharedLock<T> {
 /// let total: i64 = QUEUE.share()?.iter().sum();
 /// ```
 pub struct ReadGuard<'a, T> {
-    lock: *mut pg_sys::LWLock,
+    held: Held<'a>,
     data: &'a T,
 }
 
 impl<T> Deref for ReadGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
+        self.held.check();
         self.data
-    }
-}
-
-impl<T> Drop for ReadGuard<'_, T> {
-    fn drop(&mut self) {
-        release(self.lock);
     }
 }
 
@@ -344,7 +539,7 @@ impl<T> Drop for ReadGuard<'_, T> {
 /// drop(q); // released here
 /// ```
 pub struct WriteGuard<'a, T> {
-    lock: *mut pg_sys::LWLock,
+    held: Held<'a>,
     data: *mut T,
     _life: std::marker::PhantomData<&'a mut T>,
 }
@@ -352,26 +547,17 @@ pub struct WriteGuard<'a, T> {
 impl<T> Deref for WriteGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: the exclusive lock is held for the guard's life.
+        self.held.check();
+        // SAFETY: the exclusive lock is held by this guard (checked just now).
         unsafe { &*self.data }
     }
 }
 
 impl<T> DerefMut for WriteGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: the exclusive lock is held, so no other process or guard accesses it.
+        self.held.check();
+        // SAFETY: the exclusive lock is held by this guard (checked just now), so no other
+        // process or guard accesses the data.
         unsafe { &mut *self.data }
     }
-}
-
-impl<T> Drop for WriteGuard<'_, T> {
-    fn drop(&mut self) {
-        release(self.lock);
-    }
-}
-
-fn release(lock: *mut pg_sys::LWLock) {
-    // SAFETY: releasing a lock this guard took. If error recovery already released all
-    // LWLocks, PostgreSQL raises an ERROR that we ignore.
-    let _ = guard(|| unsafe { pg_sys::LWLockRelease(lock) });
 }

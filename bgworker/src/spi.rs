@@ -15,10 +15,25 @@
 //! # Ok::<(), bgworker::Error>(())
 //! ```
 //!
+//! Every statement sees what the earlier statements of its transaction wrote (SPI runs them
+//! read-write, with a new snapshot each); [`Spi::set_read_only`] trades that for speed.
+//!
 //! After a PostgreSQL ERROR, the transaction (or subtransaction) is unusable until it is
 //! rolled back: further statements fail with an error saying so, and the enclosing
 //! [`xact::transaction`](crate::xact::transaction) aborts it. Use
 //! [`Spi::subtransaction`] to try a statement and carry on after it fails.
+//!
+//! An `Spi` belongs to the thread that runs the worker or function; it cannot be sent to or
+//! shared with another thread:
+//!
+//! ```compile_fail
+//! bgworker::xact::transaction(|spi| {
+//!     std::thread::scope(|s| {
+//!         s.spawn(|| spi.execute("SELECT 1", &[]));
+//!     });
+//!     Ok(())
+//! });
+//! ```
 
 use std::ffi::{c_char, CStr, CString};
 
@@ -39,10 +54,15 @@ use crate::pg_sys::{self, Datum, Oid};
 /// # Ok::<(), bgworker::Error>(())
 /// ```
 pub struct Spi {
-    /// Set when a PostgreSQL ERROR was caught at the current (sub)transaction level.
-    failed: bool,
     /// The activity last reported to pg_stat_activity, to avoid re-reporting in loops.
     reported: Option<String>,
+    /// Whether statements run with SPI's `read_only` flag.
+    read_only: bool,
+    /// Set when the whole transaction was rolled back under this value (a subtransaction
+    /// that could not end); every later call returns it.
+    lost: Option<Error>,
+    /// SPI's state belongs to the process's main thread.
+    _not_send: std::marker::PhantomData<*mut ()>,
 }
 
 /// One row of a result, handed to [`FromRow::from_row`].
@@ -256,12 +276,20 @@ impl Params {
         };
         for param in params {
             let oid = param.sql_type();
+            let by_value = parameter_layout(oid, p.types.len() + 1)?;
             p.types.push(oid);
             match param.to_datum()? {
                 Some(d) => {
+                    if !by_value && d == 0 {
+                        return Err(Error::Conversion(format!(
+                            "parameter ${} of type {} has no value",
+                            p.types.len(),
+                            type_name(oid)
+                        )));
+                    }
                     p.values.push(d);
                     p.nulls.push(b' ' as c_char);
-                    if !is_by_value(oid) {
+                    if !by_value {
                         p.allocated.push(d);
                     }
                 }
@@ -284,17 +312,27 @@ impl Drop for Params {
     }
 }
 
-fn is_by_value(oid: Oid) -> bool {
-    matches!(
-        oid,
-        pg_sys::BOOLOID
-            | pg_sys::INT2OID
-            | pg_sys::INT4OID
-            | pg_sys::INT8OID
-            | pg_sys::FLOAT4OID
-            | pg_sys::FLOAT8OID
-            | pg_sys::OIDOID
-    )
+/// Whether parameter `$n` of type `oid` is passed by value, as the catalog says; an error
+/// for what cannot be a parameter (no type, a pseudo-type such as `void`).
+fn parameter_layout(oid: Oid, n: usize) -> Result<bool> {
+    if oid == pg_sys::InvalidOid {
+        return Err(Error::Conversion(format!(
+            "parameter ${n} has no SQL type (an array of a type without an array type?)"
+        )));
+    }
+    // SAFETY: a catalog lookup; an unknown type raises an ERROR that guard returns.
+    let kind = guard(|| unsafe { pg_sys::get_typtype(oid) })?;
+    if kind == pg_sys::TYPTYPE_PSEUDO as c_char {
+        return Err(Error::Conversion(format!(
+            "parameter ${n} has type {}, which cannot be a statement parameter",
+            type_name(oid)
+        )));
+    }
+    let (mut len, mut by_value) = (0i16, false);
+    let (l, b) = (&mut len as *mut i16, &mut by_value as *mut bool);
+    // SAFETY: as above; the out pointers are valid for the call.
+    guard(|| unsafe { pg_sys::get_typlenbyval(oid, l, b) })?;
+    Ok(by_value)
 }
 
 fn sql_text(sql: &str) -> Result<CString> {
@@ -355,32 +393,50 @@ fn free_tuptable() {
 impl Spi {
     pub(crate) fn new() -> Spi {
         Spi {
-            failed: false,
             reported: None,
+            read_only: false,
+            lost: None,
+            _not_send: std::marker::PhantomData,
         }
     }
 
     fn check_usable(&self) -> Result<()> {
-        if self.failed {
-            return Err(Error::WrongContext(
-                "current transaction is aborted after an error; return the error (or use a \
-                 subtransaction) so it can be rolled back"
-                    .to_string(),
-            ));
+        if let Some(lost) = &self.lost {
+            return Err(lost.clone());
         }
-        Ok(())
+        if let Some(caught) = crate::recovery::pending_error() {
+            return Err(Error::WrongContext(format!(
+                "current transaction is aborted after an error ({}); return the error (or use a \
+                 subtransaction) so it can be rolled back",
+                caught.message
+            )));
+        }
+        crate::shmem::check_no_lwlock_guard()
     }
 
-    /// Records a caught PostgreSQL ERROR: the current (sub)transaction must be rolled back.
-    fn track<T>(&mut self, result: Result<T>) -> Result<T> {
-        if matches!(result, Err(Error::Postgres(_))) {
-            self.failed = true;
-        }
-        result
+    pub(crate) fn take_lost(&mut self) -> Option<Error> {
+        self.lost.take()
     }
 
-    pub(crate) fn failed(&self) -> bool {
-        self.failed
+    pub(crate) fn set_lost(&mut self, lost: Error) {
+        self.lost = Some(lost);
+    }
+
+    /// Runs the following statements with SPI's `read_only` flag (or, with `false`, without
+    /// it, the default). Read-only statements are cheaper (no new snapshot, no command
+    /// counter increment) but do not see what this transaction wrote since its last
+    /// read-write statement, and are refused if they write.
+    ///
+    /// ```no_run
+    /// bgworker::xact::transaction(|spi| {
+    ///     spi.set_read_only(true);
+    ///     let n: i64 = spi.query_one("SELECT count(*) FROM pg_class", &[])?;
+    ///     Ok(())
+    /// })?;
+    /// # Ok::<(), bgworker::Error>(())
+    /// ```
+    pub fn set_read_only(&mut self, read_only: bool) {
+        self.read_only = read_only;
     }
 
     /// Shows `activity` as this process's query in `pg_stat_activity` (state `active`).
@@ -405,14 +461,9 @@ impl Spi {
         self.reported = Some(activity.to_string());
     }
 
-    fn run(
-        &mut self,
-        sql: &str,
-        params: &[&dyn ToSql],
-        read_only: bool,
-        limit: i64,
-    ) -> Result<u64> {
+    fn run(&mut self, sql: &str, params: &[&dyn ToSql], limit: i64) -> Result<u64> {
         self.check_usable()?;
+        let read_only = self.read_only;
         self.report_activity(sql);
         let text = sql_text(sql)?;
         let mut p = Params::new(params)?;
@@ -427,13 +478,13 @@ impl Spi {
         let rc = guard(|| unsafe {
             pg_sys::SPI_execute_with_args(src, n, types, values, nulls, read_only, limit as _)
         });
-        let rc = self.track(rc.map_err(Error::from))?;
+        let rc = rc?;
         spi_result(rc, "SPI_execute_with_args")?;
         // SAFETY: set by the statement just run.
         Ok(unsafe { pg_sys::SPI_processed })
     }
 
-    /// Runs a read-only query and returns its rows.
+    /// Runs a query and returns its rows.
     ///
     /// ```no_run
     /// bgworker::xact::transaction(|spi| {
@@ -443,11 +494,11 @@ impl Spi {
     /// # Ok::<(), bgworker::Error>(())
     /// ```
     pub fn query<R: FromRow>(&mut self, sql: &str, params: &[&dyn ToSql]) -> Result<Vec<R>> {
-        self.run(sql, params, true, 0)?;
+        self.run(sql, params, 0)?;
         take_rows()
     }
 
-    /// Runs a read-only query that must return exactly one row.
+    /// Runs a query that must return exactly one row.
     pub fn query_one<R: FromRow>(&mut self, sql: &str, params: &[&dyn ToSql]) -> Result<R> {
         let mut rows = self.query::<R>(sql, params)?;
         match rows.len() {
@@ -456,7 +507,7 @@ impl Spi {
         }
     }
 
-    /// Runs a read-only query that returns at most one row.
+    /// Runs a query that returns at most one row.
     pub fn query_opt<R: FromRow>(&mut self, sql: &str, params: &[&dyn ToSql]) -> Result<Option<R>> {
         let mut rows = self.query::<R>(sql, params)?;
         match rows.len() {
@@ -476,7 +527,7 @@ impl Spi {
     /// # Ok::<(), bgworker::Error>(())
     /// ```
     pub fn execute(&mut self, sql: &str, params: &[&dyn ToSql]) -> Result<u64> {
-        let n = self.run(sql, params, false, 0)?;
+        let n = self.run(sql, params, 0)?;
         free_tuptable();
         Ok(n)
     }
@@ -487,7 +538,7 @@ impl Spi {
         sql: &str,
         params: &[&dyn ToSql],
     ) -> Result<Vec<R>> {
-        self.run(sql, params, false, 0)?;
+        self.run(sql, params, 0)?;
         take_rows()
     }
 
@@ -508,7 +559,7 @@ impl Spi {
         let (src, n, t) = (text.as_ptr(), types.len() as i32, types.as_mut_ptr());
         // SAFETY: `types` holds `n` OIDs and outlives the call.
         let plan = guard(|| unsafe { pg_sys::SPI_prepare(src, n, t) });
-        let plan = self.track(plan.map_err(Error::from))?;
+        let plan = plan?;
         if plan.is_null() {
             // SAFETY: SPI_result holds the failure code.
             return Err(spi_result(unsafe { pg_sys::SPI_result }, "SPI_prepare")
@@ -525,13 +576,9 @@ impl Spi {
         })
     }
 
-    fn run_prepared(
-        &mut self,
-        stmt: &Statement,
-        params: &[&dyn ToSql],
-        read_only: bool,
-    ) -> Result<u64> {
+    fn run_prepared(&mut self, stmt: &Statement, params: &[&dyn ToSql]) -> Result<u64> {
         self.check_usable()?;
+        let read_only = self.read_only;
         if params.len() != stmt.types.len() {
             return Err(Error::msg(format!(
                 "the statement takes {} parameters, {} given",
@@ -554,23 +601,23 @@ impl Spi {
         let (plan, values, nulls) = (stmt.plan, p.values.as_ptr() as *mut Datum, p.nulls.as_ptr());
         // SAFETY: a kept plan; arrays match its parameter count and outlive the call.
         let rc = guard(|| unsafe { pg_sys::SPI_execute_plan(plan, values, nulls, read_only, 0) });
-        let rc = self.track(rc.map_err(Error::from))?;
+        let rc = rc?;
         spi_result(rc, "SPI_execute_plan")?;
         // SAFETY: set by the statement just run.
         Ok(unsafe { pg_sys::SPI_processed })
     }
 
-    /// Runs a prepared read-only query.
+    /// Runs a prepared query.
     pub fn query_prepared<R: FromRow>(
         &mut self,
         stmt: &Statement,
         params: &[&dyn ToSql],
     ) -> Result<Vec<R>> {
-        self.run_prepared(stmt, params, true)?;
+        self.run_prepared(stmt, params)?;
         take_rows()
     }
 
-    /// Runs a prepared read-only query that must return exactly one row.
+    /// Runs a prepared query that must return exactly one row.
     pub fn query_prepared_one<R: FromRow>(
         &mut self,
         stmt: &Statement,
@@ -585,12 +632,12 @@ impl Spi {
 
     /// Runs a prepared statement that may write; returns the number of rows processed.
     pub fn execute_prepared(&mut self, stmt: &Statement, params: &[&dyn ToSql]) -> Result<u64> {
-        let n = self.run_prepared(stmt, params, false)?;
+        let n = self.run_prepared(stmt, params)?;
         free_tuptable();
         Ok(n)
     }
 
-    /// Opens a read-only cursor; [`Cursor::fetch`] reads it in batches, so a table of any size
+    /// Opens a cursor; [`Cursor::fetch`] reads it in batches, so a table of any size
     /// is read in constant memory.
     ///
     /// ```no_run
@@ -609,6 +656,7 @@ impl Spi {
         self.report_activity(sql);
         let text = sql_text(sql)?;
         let mut p = Params::new(params)?;
+        let read_only = self.read_only;
         let (src, n, types, values, nulls) = (
             text.as_ptr(),
             p.types.len() as i32,
@@ -625,11 +673,11 @@ impl Spi {
                 types,
                 values,
                 nulls,
-                true,
+                read_only,
                 0,
             )
         });
-        let portal = self.track(portal.map_err(Error::from))?;
+        let portal = portal?;
         if portal.is_null() {
             return Err(Error::msg("SPI_cursor_open_with_args returned no cursor"));
         }
@@ -652,10 +700,6 @@ impl Spi {
     pub fn subtransaction<R>(&mut self, f: impl FnOnce(&mut Spi) -> Result<R>) -> Result<R> {
         self.check_usable()?;
         crate::xact::in_subtransaction(self, f)
-    }
-
-    pub(crate) fn reset_failed(&mut self, failed: bool) {
-        self.failed = failed;
     }
 }
 
@@ -713,14 +757,14 @@ impl Cursor<'_> {
         let (portal, n) = (self.portal, count as std::ffi::c_long);
         // SAFETY: an open portal of this transaction.
         let r = guard(|| unsafe { pg_sys::SPI_cursor_fetch(portal, true, n) });
-        self.spi.track(r.map_err(Error::from))?;
+        r?;
         take_rows()
     }
 }
 
 impl Drop for Cursor<'_> {
     fn drop(&mut self) {
-        if self.spi.failed {
+        if self.spi.lost.is_some() || crate::recovery::pending_error().is_some() {
             // The (sub)transaction's abort closes the portal; closing it here could touch
             // a portal that is being torn down.
             return;

@@ -162,7 +162,23 @@ pub fn run_main<W: Worker>(arg: pg_sys::Datum) {
     crate::entry::run(|| {
         crate::signals::install_worker_handlers();
         W::main(arg as i64)
-    })
+    });
+    // `main` returned Ok. Stopped by SIGTERM, a worker with a restart interval exits with
+    // code 1, as C workers do (`proc_exit(1)` after their loop), so that the postmaster
+    // restarts it after the interval; exit code 0 would unregister it for good.
+    if crate::signals::shutdown_requested() && restarts() {
+        // SAFETY: proc_exit runs the exit callbacks and ends the process; this frame owns
+        // nothing (everything `main` owned was dropped when it returned).
+        unsafe { pg_sys::proc_exit(1) };
+    }
+}
+
+/// Whether the running worker has a restart interval.
+fn restarts() -> bool {
+    // SAFETY: MyBgworkerEntry is NULL outside a worker, else this process's entry.
+    let entry = unsafe { pg_sys::MyBgworkerEntry };
+    // SAFETY: checked non-NULL; the entry lives as long as the process.
+    !entry.is_null() && unsafe { (*entry).bgw_restart_time } != pg_sys::BGW_NEVER_RESTART
 }
 
 /// Every field of C's `BackgroundWorker`, with checked conversions.
@@ -318,17 +334,23 @@ impl Builder {
         Ok(w)
     }
 
-    /// Registers the worker statically. Only valid in `_PG_init` while PostgreSQL processes
-    /// `shared_preload_libraries`; anywhere else it is an [`Error::WrongContext`].
+    /// Registers the worker statically, from `_PG_init` while PostgreSQL processes
+    /// `shared_preload_libraries`.
+    ///
+    /// Anywhere else it does nothing and returns `Ok`, as C's `RegisterBackgroundWorker`
+    /// does: a backend that loads the library for its SQL functions (`CREATE FUNCTION ...
+    /// AS 'lib'`, `LOAD`) runs `_PG_init` too, and must not fail there. The postmaster logs
+    /// that the worker was not registered when that happens in it.
     pub fn register(self) -> Result<()> {
-        // SAFETY: reading a plain global of the server, set only by the postmaster's thread.
-        let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
-        if !preloading {
-            return Err(Error::WrongContext(format!(
-                "background worker \"{}\" can only be registered while loading \
-                 shared_preload_libraries; add the library there, or launch it dynamically",
-                self.name
-            )));
+        if !crate::entry::preloading() {
+            // SAFETY: a plain server global, true in every process but the postmaster.
+            if !unsafe { pg_sys::IsUnderPostmaster } {
+                crate::log!(
+                    "background worker \"{}\": must be registered in shared_preload_libraries",
+                    self.name
+                );
+            }
+            return Ok(());
         }
         let mut w = self.to_c()?;
         let ptr = &mut w as *mut pg_sys::BackgroundWorker;
@@ -348,12 +370,25 @@ impl Builder {
         let worker = &mut w as *mut pg_sys::BackgroundWorker;
         let mut handle: *mut pg_sys::BackgroundWorkerHandle = std::ptr::null_mut();
         let out = &mut handle as *mut *mut pg_sys::BackgroundWorkerHandle;
-        // SAFETY: both pointers are valid for the call; PostgreSQL palloc's the handle.
-        let ok = guard(|| unsafe { pg_sys::RegisterDynamicBackgroundWorker(worker, out) })?;
+        // PostgreSQL pallocs the handle in the current memory context, which may be a
+        // transaction's or SPI's and die long before the Rust value: allocate it in
+        // TopMemoryContext instead, and free it on drop.
+        // SAFETY: both pointers are valid for the call; the context switch is undone right
+        // after, also on ERROR (the boundary restores the caller's context).
+        let ok = guard(|| unsafe {
+            let previous = pg_sys::CurrentMemoryContext;
+            pg_sys::CurrentMemoryContext = pg_sys::TopMemoryContext;
+            let ok = pg_sys::RegisterDynamicBackgroundWorker(worker, out);
+            pg_sys::CurrentMemoryContext = previous;
+            ok
+        })?;
         if !ok || handle.is_null() {
             return Err(Error::NoFreeWorkerSlot);
         }
-        Ok(Handle { raw: handle })
+        Ok(Handle {
+            raw: handle,
+            _not_send: std::marker::PhantomData,
+        })
     }
 }
 
@@ -450,10 +485,20 @@ pub enum Status {
 /// # Ok::<(), bgworker::Error>(())
 /// ```
 ///
-/// The handle is only valid in the backend that launched the worker, until the end of the
-/// current memory context's life (PostgreSQL allocates it there).
+/// The handle lives as long as the value, across transactions, in the backend that launched
+/// the worker (it cannot be sent to another thread). Dropping it does not stop the worker.
 pub struct Handle {
     raw: *mut pg_sys::BackgroundWorkerHandle,
+    _not_send: std::marker::PhantomData<*mut ()>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let raw = self.raw;
+        // SAFETY: allocated in TopMemoryContext by `launch` for this value alone; queues
+        // that refer to it borrow it, so they are gone already.
+        let _ = guard(|| unsafe { pg_sys::pfree(raw.cast()) });
+    }
 }
 
 impl Handle {

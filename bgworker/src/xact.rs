@@ -1,10 +1,12 @@
 //! Transactions: run a closure with SPI inside a transaction and a snapshot.
 //!
 //! [`transaction`] commits when the closure returns `Ok`; when it returns `Err`, when a
-//! PostgreSQL ERROR was caught inside it, or when it panics, the transaction is aborted
-//! (`AbortCurrentTransaction`) so that the next one in the same worker starts cleanly, and
-//! the error (or panic) is passed on. `pg_stat_activity` shows the statements while they
-//! run and `idle` afterwards.
+//! PostgreSQL ERROR was caught inside it (by any call, not only SQL), or when it panics, the
+//! transaction is aborted (`AbortCurrentTransaction`) so that the next one in the same worker
+//! starts cleanly, and the error (or panic) is passed on. A commit that fails (a deferred
+//! constraint, a serialization failure) is an `Err` too, and so is a subtransaction that
+//! cannot end (the whole transaction is then rolled back). `pg_stat_activity` shows the
+//! statements while they run and `idle` afterwards.
 //!
 //! ```no_run
 //! use bgworker::xact;
@@ -19,8 +21,9 @@
 use std::panic::{self, AssertUnwindSafe};
 
 use crate::error::{Error, Result};
-use crate::guard::guard;
+use crate::guard::{check_main_thread, guard};
 use crate::pg_sys;
+use crate::recovery;
 use crate::spi::Spi;
 
 /// Whether a transaction is in progress in this process.
@@ -33,8 +36,40 @@ pub fn in_transaction() -> bool {
     unsafe { pg_sys::IsTransactionState() }
 }
 
+/// An error unless this process can run transactions: it must have connected to a database
+/// (`worker::connect`), since the catalog caches a transaction reads exist only then.
+fn check_connected() -> Result<()> {
+    // SAFETY: a plain global, NULL until InitPostgres creates the catalog caches.
+    if unsafe { pg_sys::CacheMemoryContext }.is_null() {
+        return Err(Error::WrongContext(
+            "this process is not connected to a database: call worker::connect (and register \
+             the worker with a database connection) before running transactions"
+                .to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// Makes `context` current (C's `MemoryContextSwitchTo`, a static inline function).
+fn switch_to(context: pg_sys::MemoryContext) {
+    // SAFETY: every caller passes a context that is alive; assigning the global is all
+    // MemoryContextSwitchTo does.
+    unsafe { pg_sys::CurrentMemoryContext = context };
+}
+
+/// TopMemoryContext, which lives as long as the process: the context to be in when calling
+/// something that deletes the current one (SPI_finish, commit, abort).
+fn top_memory_context() -> pg_sys::MemoryContext {
+    // SAFETY: a plain global, set at process start.
+    unsafe { pg_sys::TopMemoryContext }
+}
+
 /// Runs `f` in a new transaction with SPI connected and a snapshot pushed, as a worker's
 /// main loop does in C (`StartTransactionCommand`, `SPI_connect`, `PushActiveSnapshot`).
+///
+/// The transaction commits only if `f` returns `Ok` and no PostgreSQL ERROR was caught in it
+/// (outside a subtransaction that was rolled back); otherwise it is rolled back and the error
+/// returned. A panic rolls it back and goes on unwinding.
 ///
 /// ```no_run
 /// let total: i64 = bgworker::xact::transaction(|spi| {
@@ -44,6 +79,9 @@ pub fn in_transaction() -> bool {
 /// # Ok::<(), bgworker::Error>(())
 /// ```
 pub fn transaction<R>(f: impl FnOnce(&mut Spi) -> Result<R>) -> Result<R> {
+    check_main_thread()?;
+    check_connected()?;
+    crate::shmem::check_no_lwlock_guard()?;
     if in_transaction() {
         return Err(Error::WrongContext(
             "a transaction is already in progress; use xact::within_current inside SQL functions"
@@ -56,8 +94,10 @@ pub fn transaction<R>(f: impl FnOnce(&mut Spi) -> Result<R>) -> Result<R> {
         pg_sys::SetCurrentStatementStartTimestamp();
         pg_sys::StartTransactionCommand();
     })
+    // SAFETY: connecting SPI inside the transaction just started.
     .and_then(|()| guard(|| unsafe { pg_sys::SPI_connect() }))
     .and_then(|rc| {
+        // SAFETY: a snapshot for the statements of this transaction.
         guard(|| unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) })
             .map(|()| rc)
     });
@@ -75,16 +115,20 @@ pub fn transaction<R>(f: impl FnOnce(&mut Spi) -> Result<R>) -> Result<R> {
 
     let mut spi = Spi::new();
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| f(&mut spi)));
+    let lost = spi.take_lost();
     let result = match outcome {
-        Ok(Ok(value)) if !spi.failed() => commit().map(|()| value),
-        Ok(Ok(_)) => {
+        Ok(_) if lost.is_some() => {
+            // A subtransaction could not end and the whole transaction was rolled back then.
             abort();
-            Err(Error::WrongContext(
-                "a PostgreSQL error was caught inside the transaction but the closure returned Ok; \
-                 the transaction was rolled back"
-                    .to_string(),
-            ))
+            Err(lost.unwrap_or_else(|| Error::msg("the transaction was lost")))
         }
+        Ok(Ok(value)) => match recovery::pending_error() {
+            None => commit().map(|()| value),
+            Some(caught) => {
+                abort();
+                Err(Error::Postgres(caught))
+            }
+        },
         Ok(Err(e)) => {
             abort();
             Err(e)
@@ -100,17 +144,27 @@ pub fn transaction<R>(f: impl FnOnce(&mut Spi) -> Result<R>) -> Result<R> {
 }
 
 fn commit() -> Result<()> {
-    // SAFETY: the closing sequence matching `transaction`'s start; a failing commit (for
-    // example a deferred constraint) raises an ERROR, after which we abort.
+    // SPI_finish deletes SPI's procedure context, which is current: call it from one that
+    // outlives it, so that an ERROR comes back into live memory.
+    switch_to(top_memory_context());
+    // SAFETY: matches the SPI_connect of `transaction`.
+    if let Err(e) = guard(|| unsafe { pg_sys::SPI_finish() }) {
+        abort();
+        return Err(e.into());
+    }
+    // The commit deletes the transaction's memory contexts; a commit-time ERROR (a deferred
+    // constraint, a serialization failure) must not return into one of them.
+    switch_to(top_memory_context());
+    // SAFETY: the closing sequence matching `transaction`'s start; a failing commit raises
+    // an ERROR, after which we abort.
     let done = guard(|| unsafe {
-        pg_sys::SPI_finish();
         pg_sys::PopActiveSnapshot();
         pg_sys::CommitTransactionCommand();
     });
-    done.map_err(|e| {
+    if let Err(e) = done {
         abort();
-        Error::from(e)
-    })?;
+        return Err(e.into());
+    }
     // Workers have no idle loop that flushes statistics: do it here, as worker_spi does, so
     // pg_stat_* views see this transaction's changes.
     // SAFETY: reporting statistics outside a transaction; failures only lose statistics.
@@ -118,15 +172,20 @@ fn commit() -> Result<()> {
     Ok(())
 }
 
-/// Aborts whatever transaction is open; cleans up SPI, snapshots, locks and memory.
-fn abort() {
+/// Aborts whatever transaction is open, subtransactions included; cleans up SPI,
+/// snapshots, locks and memory. A no-op when none is open.
+pub(crate) fn abort() {
+    // The abort deletes the transaction's contexts, maybe the current one.
+    switch_to(top_memory_context());
     // SAFETY: AbortCurrentTransaction is valid in any transaction state, including after a
-    // caught ERROR; it runs the same cleanup as error recovery in a backend's main loop.
+    // caught ERROR and inside subtransactions (it unwinds them); it runs the same cleanup as
+    // error recovery in a backend's main loop.
     if let Err(e) = guard(|| unsafe {
         pg_sys::AbortCurrentTransaction();
     }) {
         crate::warning!("could not abort the transaction cleanly: {e}");
     }
+    recovery::rolled_back(1);
 }
 
 fn report_idle() {
@@ -140,16 +199,27 @@ fn report_idle() {
 /// SQL from a SQL-callable function. Errors are returned as they are; the caller's
 /// transaction is aborted by PostgreSQL when the function raises them as an ERROR.
 ///
+/// If a PostgreSQL ERROR was caught inside `f` (outside a rolled back subtransaction), the
+/// result is that ERROR even when `f` returns `Ok`, and the function cannot return success
+/// (see [`xact`](self)).
+///
 /// ```no_run
 /// let n: i64 = bgworker::xact::within_current(|spi| spi.query_one("SELECT 1::int8", &[]))?;
 /// # Ok::<(), bgworker::Error>(())
 /// ```
 pub fn within_current<R>(f: impl FnOnce(&mut Spi) -> Result<R>) -> Result<R> {
+    check_main_thread()?;
     if !in_transaction() {
         return Err(Error::WrongContext(
             "no transaction is in progress; use xact::transaction".to_string(),
         ));
     }
+    if let Some(caught) = recovery::pending_error() {
+        return Err(Error::Postgres(caught));
+    }
+    crate::shmem::check_no_lwlock_guard()?;
+    // SAFETY: reading the current memory context, to return to it before SPI_finish.
+    let outer = unsafe { pg_sys::CurrentMemoryContext };
     // SAFETY: connecting SPI inside a transaction.
     let rc = guard(|| unsafe { pg_sys::SPI_connect() })?;
     if rc < 0 {
@@ -157,11 +227,22 @@ pub fn within_current<R>(f: impl FnOnce(&mut Spi) -> Result<R>) -> Result<R> {
     }
     let mut spi = Spi::new();
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| f(&mut spi)));
-    if !spi.failed() {
-        // SAFETY: matches the SPI_connect above. After a caught ERROR PostgreSQL's abort
-        // cleans SPI up instead, so we must not call it then.
-        guard(|| unsafe { pg_sys::SPI_finish() })?;
+    if let Some(lost) = spi.take_lost() {
+        // The transaction is gone: SPI was cleaned up with it.
+        return Err(lost);
     }
+    if let Some(caught) = recovery::pending_error() {
+        // The abort that must follow cleans SPI up; finishing it here could touch state the
+        // ERROR left half-way. Nothing can succeed from here: the error is pending.
+        return match outcome {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(_)) => Err(Error::Postgres(caught)),
+            Err(payload) => panic::resume_unwind(payload),
+        };
+    }
+    switch_to(outer);
+    // SAFETY: matches the SPI_connect above, from the context that was current before it.
+    guard(|| unsafe { pg_sys::SPI_finish() })?;
     match outcome {
         Ok(r) => r,
         Err(payload) => panic::resume_unwind(payload),
@@ -176,26 +257,26 @@ pub(crate) fn in_subtransaction<R>(
     // SAFETY: reading the current memory context and resource owner, which the
     // subtransaction calls change and we must restore, as PL/pgSQL does.
     let (context, owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
-    let restore = || {
-        // SAFETY: both were valid before the subtransaction and outlive it.
-        unsafe {
-            pg_sys::CurrentMemoryContext = context;
-            pg_sys::CurrentResourceOwner = owner;
-        }
-    };
+    let level = recovery::current_level() + 1;
     // SAFETY: starting a subtransaction inside a transaction.
     guard(|| unsafe { pg_sys::BeginInternalSubTransaction(std::ptr::null()) })?;
     // The subtransaction's statements run in the caller's memory context (its resource
     // owner stays the subtransaction's until it ends).
-    // SAFETY: a context that outlives the subtransaction.
-    unsafe { pg_sys::CurrentMemoryContext = context };
+    switch_to(context);
 
-    let outer_failed = spi.failed();
-    spi.reset_failed(false);
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| f(spi)));
-    let inner_failed = spi.failed();
-    spi.reset_failed(outer_failed);
-    let succeeded = matches!(outcome, Ok(Ok(_))) && !inner_failed;
+    if let Some(lost) = spi.take_lost() {
+        // A nested subtransaction could not end; everything was rolled back already.
+        spi.set_lost(lost.clone());
+        return match outcome {
+            Err(payload) => panic::resume_unwind(payload),
+            Ok(_) => Err(lost),
+        };
+    }
+    let caught = recovery::failed_at_or_below(level)
+        .then(recovery::pending_error)
+        .flatten();
+    let succeeded = matches!(outcome, Ok(Ok(_))) && caught.is_none();
     let end = if succeeded {
         // SAFETY: ending the subtransaction we began.
         guard(|| unsafe { pg_sys::ReleaseCurrentSubTransaction() })
@@ -203,17 +284,31 @@ pub(crate) fn in_subtransaction<R>(
         // SAFETY: rolling back the subtransaction we began; valid after a caught ERROR.
         guard(|| unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() })
     };
-    restore();
     if let Err(e) = end {
-        spi.reset_failed(true);
-        return Err(e.into());
+        // The subtransaction could not end, and PostgreSQL's state is half-way between the
+        // two levels: only rolling back the whole transaction recovers from that.
+        abort();
+        let lost = Error::Postgres(e.with_context_line(
+            "the subtransaction could not end, so the whole transaction was rolled back",
+        ));
+        spi.set_lost(lost.clone());
+        return match outcome {
+            Err(payload) => panic::resume_unwind(payload),
+            Ok(_) => Err(lost),
+        };
+    }
+    if !succeeded {
+        recovery::rolled_back(level);
+    }
+    // SAFETY: both were valid before the subtransaction and outlive it.
+    unsafe {
+        pg_sys::CurrentMemoryContext = context;
+        pg_sys::CurrentResourceOwner = owner;
     }
     match outcome {
-        Ok(Ok(_)) if inner_failed => Err(Error::WrongContext(
-            "a PostgreSQL error was caught inside the subtransaction but the closure returned Ok; \
-             the subtransaction was rolled back"
-                .to_string(),
-        )),
+        Ok(Ok(_)) if caught.is_some() => Err(Error::Postgres(caught.unwrap_or_else(|| {
+            crate::PgError::new(crate::SqlState::INTERNAL_ERROR, "caught ERROR")
+        }))),
         Ok(r) => r,
         Err(payload) => panic::resume_unwind(payload),
     }

@@ -36,6 +36,9 @@ pgsys_try(pgsys_callback fn, void *arg)
 	sigjmp_buf *volatile saved_stack = PG_exception_stack;
 	ErrorContextCallback *volatile saved_context = error_context_stack;
 	volatile MemoryContext saved_memory = CurrentMemoryContext;
+	volatile uint32 saved_holdoff = InterruptHoldoffCount;
+	volatile uint32 saved_cancel_holdoff = QueryCancelHoldoffCount;
+	volatile uint32 saved_crit_section = CritSectionCount;
 	sigjmp_buf	local;
 	ErrorData  *error;
 
@@ -50,11 +53,35 @@ pgsys_try(pgsys_callback fn, void *arg)
 
 	PG_exception_stack = saved_stack;
 	error_context_stack = saved_context;
-	/* errfinish left us in ErrorContext; the copy must live elsewhere */
-	MemoryContextSwitchTo(saved_memory);
+
+	/*
+	 * errfinish zeroed the holdoff counters, as the top-level error recovery it expects
+	 * starts from nothing held. Our caller continues instead, still holding what it held on
+	 * entry (an LWLock holds interrupts): give it back its own counts. Whatever the failed
+	 * call took internally is released by the (sub)transaction abort that must follow, and
+	 * LWLockReleaseAll balances its own holdoffs.
+	 */
+	InterruptHoldoffCount = saved_holdoff;
+	QueryCancelHoldoffCount = saved_cancel_holdoff;
+	CritSectionCount = saved_crit_section;
+
+	/*
+	 * errfinish left us in ErrorContext. Copy the error into TopMemoryContext, which lives
+	 * whatever the failed call deleted (a commit deletes the transaction's contexts), then
+	 * return to the caller's context.
+	 */
+	MemoryContextSwitchTo(TopMemoryContext);
 	error = CopyErrorData();
 	FlushErrorState();
+	MemoryContextSwitchTo(saved_memory);
 	return error;
+}
+
+void
+pgsys_resume_interrupts(void)
+{
+	if (InterruptHoldoffCount > 0)
+		InterruptHoldoffCount--;
 }
 
 void
