@@ -94,7 +94,8 @@ bench: setup
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets --features bgworker/testing -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features bgworker/testing -- -D warnings \
+		-D unsafe_op_in_unsafe_fn -D clippy::undocumented_unsafe_blocks
 	RUSTDOCFLAGS='-D warnings' $(CARGO) doc --workspace --no-deps --features bgworker/testing
 	python3 scripts/doc-examples.py bgworker/src
 

@@ -200,8 +200,7 @@ bgworker::pg_init!({
     NAPTIME.define()?;
     DATABASE.define()?;
     ROLE.define()?;
-    // SAFETY: reading a plain server global.
-    let preloading = unsafe { bgworker::pg_sys::process_shared_preload_libraries_in_progress };
+    let preloading = bgworker::entry::preloading();
     if preloading {
         TOTAL_WORKERS.define()?;
     }

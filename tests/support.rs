@@ -41,6 +41,19 @@ CREATE FUNCTION try_statement(text) RETURNS text AS 'bgworker_test_workers' LANG
 CREATE FUNCTION shmem_bump(int8) RETURNS int8[] AS 'bgworker_test_workers' LANGUAGE C STRICT;
 CREATE FUNCTION shmem_read() RETURNS int8[] AS 'bgworker_test_workers' LANGUAGE C;
 CREATE FUNCTION mq_echo(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
+CREATE FUNCTION param_void() RETURNS text AS 'bgworker_test_workers' LANGUAGE C;
+CREATE FUNCTION int8_as_int8() RETURNS int8 AS 'bgworker_test_workers', 'int8_result' LANGUAGE C;
+CREATE FUNCTION int8_as_text() RETURNS text AS 'bgworker_test_workers', 'int8_result' LANGUAGE C;
+CREATE FUNCTION int8_as_void() RETURNS void AS 'bgworker_test_workers', 'int8_result' LANGUAGE C;
+CREATE FUNCTION handle_outlives_spi() RETURNS text AS 'bgworker_test_workers' LANGUAGE C;
+CREATE FUNCTION queue_outlives_spi(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
+CREATE FUNCTION lock_released_under_guard(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
+CREATE FUNCTION from_thread() RETURNS text AS 'bgworker_test_workers' LANGUAGE C;
+CREATE FUNCTION dsm_misuse() RETURNS text[] AS 'bgworker_test_workers' LANGUAGE C;
+CREATE FUNCTION own_writes() RETURNS text AS 'bgworker_test_workers' LANGUAGE C;
+CREATE FUNCTION insert_then_ignore_error(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
+CREATE FUNCTION swallow_spi_error() RETURNS text AS 'bgworker_test_workers' LANGUAGE C;
+CREATE FUNCTION error_in_subtransaction() RETURNS text AS 'bgworker_test_workers' LANGUAGE C;
 "#;
 
 /// The echo functions: (SQL type, Rust-side name stem), each as `echo_<stem>` (fmgr) and

@@ -102,11 +102,8 @@ fn registration_mistakes_are_errors_not_truncation() {
         errors[0]
     );
     assert!(errors[1].contains("NUL"), "{}", errors[1]);
-    assert!(
-        errors[2].contains("shared_preload_libraries"),
-        "{}",
-        errors[2]
-    );
+    // Static registration from a backend is skipped, as in C (see tests/soundness).
+    assert_eq!(errors[2], "no error");
 }
 
 #[test]

@@ -48,6 +48,15 @@ use crate::pg_sys::{self, Datum, Oid};
 /// A Datum of another shape makes the server read arbitrary memory, which is why the trait is
 /// `unsafe` to implement. The implementations here cover the types in the
 /// [module documentation](self); convert other Rust types into one of those.
+///
+/// ```compile_fail
+/// // Safe code cannot hand PostgreSQL a Datum of its own making.
+/// struct Celsius(f64);
+/// impl bgworker::datum::ToSql for Celsius {
+///     fn sql_type(&self) -> bgworker::pg_sys::Oid { bgworker::pg_sys::TEXTOID }
+///     fn to_datum(&self) -> bgworker::Result<Option<bgworker::pg_sys::Datum>> { Ok(Some(1)) }
+/// }
+/// ```
 pub unsafe trait ToSql {
     /// The SQL type's OID.
     fn sql_type(&self) -> Oid;

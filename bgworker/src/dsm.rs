@@ -26,6 +26,10 @@ use crate::pg_sys;
 use crate::worker::Handle;
 
 /// The most queues one segment holds.
+///
+/// ```
+/// assert_eq!(bgworker::dsm::MAX_QUEUES, 16);
+/// ```
 pub const MAX_QUEUES: usize = 16;
 
 /// The start of every segment this module creates: which queues exist where, so that a
@@ -128,7 +132,8 @@ impl Segment {
 
     fn address(&self, offset: usize) -> *mut pg_sys::shm_mq {
         // SAFETY: callers check that `offset` lies inside the usable part of the mapping.
-        let byte = unsafe { (pg_sys::dsm_segment_address(self.raw) as *mut u8).add(HEADER + offset) };
+        let byte =
+            unsafe { (pg_sys::dsm_segment_address(self.raw) as *mut u8).add(HEADER + offset) };
         byte as *mut pg_sys::shm_mq
     }
 

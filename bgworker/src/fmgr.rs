@@ -153,8 +153,8 @@ impl Call {
         let declared = self.declared_return_type()?;
         let given = value.sql_type();
         // varchar is text's representation; text results are fine for it.
-        let compatible = declared == given
-            || (declared == pg_sys::VARCHAROID && given == pg_sys::TEXTOID);
+        let compatible =
+            declared == given || (declared == pg_sys::VARCHAROID && given == pg_sys::TEXTOID);
         if !compatible {
             return Err(Error::Conversion(format!(
                 "the SQL declaration returns {}, but the Rust function returns {} ({})",

@@ -107,6 +107,18 @@ impl Meta {
     fn long_desc_ptr(&self) -> *const c_char {
         self.long_desc.map_or(std::ptr::null(), CStr::as_ptr)
     }
+
+    /// Whether defining the variable here would fail: PostgreSQL ends the session (FATAL)
+    /// when a postmaster-context variable is defined after startup, which is what happens
+    /// when a backend loads the library for its SQL functions. C libraries skip their
+    /// definitions then; so does `define`, and `get` returns the default.
+    fn skipped_here(&self) -> bool {
+        // SAFETY: a plain server global, true in every process but the postmaster.
+        let under_postmaster = unsafe { pg_sys::IsUnderPostmaster };
+        matches!(self.context, Context::Postmaster)
+            && !crate::entry::preloading()
+            && under_postmaster
+    }
 }
 
 macro_rules! common_builders {
@@ -174,9 +186,13 @@ impl GucInt {
         self
     }
 
-    /// Registers the variable with PostgreSQL. Call once, from `_PG_init`.
+    /// Registers the variable with PostgreSQL. Call once, from `_PG_init`. A postmaster-context
+    /// variable is only defined while preloading (elsewhere PostgreSQL would end the session).
     pub fn define(&'static self) -> Result<()> {
         let m = self.meta;
+        if m.skipped_here() {
+            return Ok(());
+        }
         let (value, default, min, max) = (self.value.get(), self.default, self.min, self.max);
         // SAFETY: the strings and the value live forever (`&'static self`); PostgreSQL keeps
         // the pointers and writes the value from this thread only.
@@ -262,9 +278,13 @@ impl GucReal {
         self
     }
 
-    /// Registers the variable with PostgreSQL. Call once, from `_PG_init`.
+    /// Registers the variable with PostgreSQL. Call once, from `_PG_init`. A postmaster-context
+    /// variable is only defined while preloading (elsewhere PostgreSQL would end the session).
     pub fn define(&'static self) -> Result<()> {
         let m = self.meta;
+        if m.skipped_here() {
+            return Ok(());
+        }
         let (value, default, min, max) = (self.value.get(), self.default, self.min, self.max);
         // SAFETY: as for GucInt::define.
         guard(|| unsafe {
@@ -321,9 +341,13 @@ impl GucBool {
 
     common_builders!();
 
-    /// Registers the variable with PostgreSQL. Call once, from `_PG_init`.
+    /// Registers the variable with PostgreSQL. Call once, from `_PG_init`. A postmaster-context
+    /// variable is only defined while preloading (elsewhere PostgreSQL would end the session).
     pub fn define(&'static self) -> Result<()> {
         let m = self.meta;
+        if m.skipped_here() {
+            return Ok(());
+        }
         let (value, default) = (self.value.get(), self.default);
         // SAFETY: as for GucInt::define.
         guard(|| unsafe {
@@ -382,9 +406,13 @@ impl GucString {
 
     common_builders!();
 
-    /// Registers the variable with PostgreSQL. Call once, from `_PG_init`.
+    /// Registers the variable with PostgreSQL. Call once, from `_PG_init`. A postmaster-context
+    /// variable is only defined while preloading (elsewhere PostgreSQL would end the session).
     pub fn define(&'static self) -> Result<()> {
         let m = self.meta;
+        if m.skipped_here() {
+            return Ok(());
+        }
         let value = self.value.get();
         let default = self.default.map_or(std::ptr::null(), CStr::as_ptr);
         // SAFETY: as for GucInt::define.
@@ -459,7 +487,8 @@ impl GucEnum {
 
     common_builders!();
 
-    /// Registers the variable with PostgreSQL. Call once, from `_PG_init`.
+    /// Registers the variable with PostgreSQL. Call once, from `_PG_init`. A postmaster-context
+    /// variable is only defined while preloading (elsewhere PostgreSQL would end the session).
     pub fn define(&'static self) -> Result<()> {
         if !self.options.iter().any(|(_, v)| *v == self.default) {
             return Err(crate::Error::msg(format!(
@@ -484,6 +513,9 @@ impl GucEnum {
         });
         let table: &'static [pg_sys::config_enum_entry] = Box::leak(table.into_boxed_slice());
         let m = self.meta;
+        if m.skipped_here() {
+            return Ok(());
+        }
         let (value, default, options) = (self.value.get(), self.default, table.as_ptr());
         // SAFETY: as for GucInt::define; the option table is leaked, so it lives forever.
         guard(|| unsafe {

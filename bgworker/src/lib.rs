@@ -15,6 +15,7 @@
 //! | [`dsm`] | `dsm_create`/`dsm_attach`, `shm_mq` |
 //! | [`fmgr`] | `PG_FUNCTION_INFO_V1`: [`sql_function!`] |
 //! | [`elog`] | `ereport`, `elog` |
+//! | [`security`] | `SetUserIdAndSecContext`, security-restricted operations |
 //! | [`guard()`] | `PG_TRY`/`PG_CATCH` around one call |
 //! | [`entry`] | `PG_MODULE_MAGIC`, `_PG_init`, panic and error reporting |
 //!
@@ -55,9 +56,10 @@ pub mod entry;
 mod error;
 pub mod fmgr;
 mod guard;
-mod recovery;
 pub mod guc;
 pub mod latch;
+mod recovery;
+pub mod security;
 pub mod shmem;
 pub mod signals;
 pub mod spi;

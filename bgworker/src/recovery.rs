@@ -15,6 +15,17 @@
 //! Every end of a (sub)transaction clears the record of its level, whoever ends it: our own
 //! rollbacks, and PostgreSQL's (PL/pgSQL's exception blocks, a failed statement), through
 //! transaction callbacks.
+//!
+//! ```no_run
+//! use bgworker::xact;
+//! let outcome = xact::transaction(|spi| {
+//!     spi.execute("INSERT INTO audit VALUES ('kept?')", &[])?;
+//!     let _ignored = spi.execute("SELECT 1/0", &[]); // ERROR caught, then ignored
+//!     Ok(())
+//! });
+//! // Rolled back: the insert is gone and the division by zero is the result.
+//! assert!(outcome.is_err());
+//! ```
 
 use std::cell::{Cell, RefCell};
 use std::ffi::c_void;

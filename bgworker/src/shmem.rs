@@ -240,6 +240,7 @@ extern "C" fn startup_hook() {
         }
         // SAFETY: the documented lock for initialising add-in shared memory.
         let lock = unsafe { pg_sys::pgsys_addin_shmem_init_lock() };
+        // SAFETY: taking that lock, released below.
         guard(|| unsafe { pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode_LW_EXCLUSIVE) })?;
         let mut result = Ok(());
         for request in requests() {
@@ -248,8 +249,8 @@ extern "C" fn startup_hook() {
             let found_ptr = &mut found as *mut bool;
             // SAFETY: space for `size` bytes was reserved under this name.
             match guard(|| unsafe { pg_sys::ShmemInitStruct(name, size, found_ptr) }) {
-                // SAFETY: `ptr` is the reserved area.
                 Ok(ptr) => {
+                    // SAFETY: `ptr` is the reserved area of `size` bytes.
                     if let Err(e) = unsafe { request.attach(ptr as *mut u8, found) } {
                         result = Err(e);
                         break;

@@ -400,7 +400,7 @@ impl Spi {
         }
     }
 
-    fn check_usable(&self) -> Result<()> {
+    pub(crate) fn check_usable(&self) -> Result<()> {
         if let Some(lost) = &self.lost {
             return Err(lost.clone());
         }

@@ -278,6 +278,28 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    /// Panics (printing the log) if any server process crashed: a process "terminated by
+    /// signal", or the postmaster "terminating any other active server processes" to
+    /// reinitialise after one.
+    ///
+    /// ```no_run
+    /// # let cluster = bgworker::testing::Cluster::builder().start();
+    /// cluster.assert_no_crash();
+    /// ```
+    pub fn assert_no_crash(&self) {
+        let log = self.log();
+        for sign in [
+            "terminated by signal",
+            "terminating any other active server processes",
+            "was terminated by exception",
+        ] {
+            assert!(
+                !log.contains(sign),
+                "the server log shows a crash ({sign}):\n{log}"
+            );
+        }
+    }
+
     /// How many log lines contain `needle`.
     pub fn log_count(&self, needle: &str) -> usize {
         self.log().lines().filter(|l| l.contains(needle)).count()

@@ -420,8 +420,9 @@ fn copy_c_string(field: &mut [std::ffi::c_char], value: &str, name: &'static str
 /// # Ok::<(), bgworker::Error>(())
 /// ```
 pub fn current_library() -> Result<String> {
-    // SAFETY: dladdr only reads loader tables; `info` is plain data it fills in.
+    // SAFETY: Dl_info is plain data; all-zero is a valid value.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only reads loader tables and fills `info`.
     let found = unsafe { libc::dladdr(current_library as *const libc::c_void, &mut info) };
     if found == 0 || info.dli_fname.is_null() {
         return Err(Error::msg("could not find the path of this shared library"));

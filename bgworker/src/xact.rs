@@ -177,11 +177,12 @@ fn commit() -> Result<()> {
 pub(crate) fn abort() {
     // The abort deletes the transaction's contexts, maybe the current one.
     switch_to(top_memory_context());
-    // SAFETY: AbortCurrentTransaction is valid in any transaction state, including after a
-    // caught ERROR and inside subtransactions (it unwinds them); it runs the same cleanup as
-    // error recovery in a backend's main loop.
+    // SAFETY: AbortOutOfAnyTransaction is valid in any transaction state, including after a
+    // caught ERROR and half-way through ending a subtransaction; unlike
+    // AbortCurrentTransaction (which, inside a subtransaction, only marks it aborted, as an
+    // interactive session needs), it unwinds every level, as a worker's error recovery does.
     if let Err(e) = guard(|| unsafe {
-        pg_sys::AbortCurrentTransaction();
+        pg_sys::AbortOutOfAnyTransaction();
     }) {
         crate::warning!("could not abort the transaction cleanly: {e}");
     }

@@ -7,3 +7,6 @@
 CREATE FUNCTION @extschema@.wake() RETURNS boolean
 AS 'MODULE_PATHNAME', 'alps_wake'
 LANGUAGE C;
+
+-- Starting work early is for administrators (or whom they grant it to).
+REVOKE ALL ON FUNCTION @extschema@.wake() FROM PUBLIC;

@@ -445,5 +445,17 @@ pub fn create(spi: &mut bgworker::spi::Spi) -> Result<()> {
             spi.execute(&aggregate(name, args, step), &[])?;
         }
     }
+    // Who may call what: the aggregates are plain arithmetic over their arguments, and table
+    // owners run them when ALPS reads their tables as them, so PUBLIC may use them (and the
+    // schema). Their support functions are ALPS's business only: PostgreSQL checks those
+    // against the aggregate's owner, not the caller.
+    spi.execute(
+        "REVOKE ALL ON FUNCTION alps.qr_step(internal, VARIADIC \"any\"),
+            alps.irls_step(internal, float8[], VARIADIC \"any\"), alps.agg_final(internal),
+            alps.agg_combine(internal, internal), alps.agg_serialize(internal),
+            alps.agg_deserialize(bytea, internal) FROM PUBLIC",
+        &[],
+    )?;
+    spi.execute("GRANT USAGE ON SCHEMA alps TO PUBLIC", &[])?;
     Ok(())
 }

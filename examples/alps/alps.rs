@@ -122,6 +122,9 @@ impl Worker for Alps {
         single_threaded_blas();
         let database = DATABASE.get().unwrap_or_else(|| "postgres".to_string());
         worker::connect(worker::Connection::new(worker::Database::Name(&database)))?;
+        // ALPS's own SQL names system functions and operators unqualified: only the system
+        // catalogs may answer to those names, never look-alikes a user created elsewhere.
+        guc::set("search_path", "pg_catalog, pg_temp")?;
         // SAFETY: MyLatch points into this process's PGPROC, in shared memory.
         LATCH.get()?.store(
             unsafe { bgworker::pg_sys::MyLatch } as usize,
@@ -169,8 +172,7 @@ bgworker::pg_init!({
     LOGIT_L2.define()?;
     IMPUTE.define()?;
     guc::reserve_prefix(c"alps")?;
-    // SAFETY: reading a plain server global.
-    if unsafe { bgworker::pg_sys::process_shared_preload_libraries_in_progress } {
+    if bgworker::entry::preloading() {
         LATCH.request()?;
         Alps::register()?;
     }

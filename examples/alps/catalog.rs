@@ -12,6 +12,19 @@ use crate::predict::{self, Model};
 pub fn ensure() -> Result<()> {
     xact::transaction(|spi| {
         spi.report_activity("alps: creating catalog");
+        // ALPS runs its own objects with its own rights: a schema someone else owns could
+        // hold their look-alikes of them.
+        let owner_is_superuser: Option<bool> = spi.query_opt(
+            "SELECT r.rolsuper FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
+              WHERE n.nspname = 'alps'",
+            &[],
+        )?;
+        if owner_is_superuser == Some(false) {
+            return Err(Error::msg(
+                "schema \"alps\" exists and belongs to a role that is not a superuser; \
+                 ALPS will not use it (drop it, or give it to a superuser)",
+            ));
+        }
         spi.execute("CREATE SCHEMA IF NOT EXISTS alps", &[])?;
         crate::aggregate::create(spi)?;
         spi.execute(
@@ -154,11 +167,6 @@ pub fn polite(spi: &mut Spi) -> Result<()> {
 
 fn train_table(c: &Candidate) -> Result<(), TrainError> {
     let started = Instant::now();
-    let options = logistic::Options {
-        max_iterations: crate::MAX_ITERATIONS.get() as usize,
-        tolerance: crate::TOLERANCE.get(),
-        l2: crate::LOGIT_L2.get(),
-    };
     let qualified = format!(
         "{}.{}",
         spi::quote_identifier(&c.schema)?,
@@ -171,39 +179,11 @@ fn train_table(c: &Candidate) -> Result<(), TrainError> {
         if columns.len() < 2 {
             return Ok((columns, Vec::new(), 0));
         }
-        let select: Vec<String> = columns.iter().map(Column::as_float8).collect();
-        let mut rows = TableRows {
-            spi,
-            columns: select.join(", "),
-            table: qualified.clone(),
-            width: columns.len(),
-            batch: 10_000,
-            skipped: 0,
-        };
-        let triangle = rows.triangle(columns.len())?;
-        // The pass is shared by every model of the table: each one's time includes it.
-        let shared_pass = started.elapsed().as_secs_f64();
-        let skipped = rows.skipped;
-        let mut models = Vec::new();
-        for (target, column) in columns.iter().enumerate() {
-            let own = Instant::now();
-            let fitted = if column.boolean {
-                logistic::fit(&mut rows, &triangle, target, options)?.map(Model::Logistic)
-            } else {
-                linear::fit(&triangle, target).map(Model::Linear)
-            };
-            let seconds = shared_pass + own.elapsed().as_secs_f64();
-            match fitted {
-                Ok(model) => models.push((target, model, seconds)),
-                Err(e) => log!(
-                    "alps: no model for {}.{}.{}: {e}",
-                    c.schema,
-                    c.table,
-                    column.name
-                ),
-            }
-        }
-        Ok((columns, models, skipped))
+        // Reading the table runs its owner's code (row security policies, functions in
+        // column types): as the owner, never as ALPS's superuser.
+        spi.as_table_owner(c.relid, |spi| {
+            train_as_owner(spi, c, &qualified, columns, started)
+        })
     })?;
     if models.is_empty() {
         return record(c, 0);
@@ -237,6 +217,58 @@ fn train_table(c: &Candidate) -> Result<(), TrainError> {
     );
     record(c, written)
 }
+
+/// The passes over a table and the fits, run as the table's owner.
+fn train_as_owner(
+    spi: &mut Spi,
+    c: &Candidate,
+    qualified: &str,
+    columns: Vec<Column>,
+    started: Instant,
+) -> Result<Trained> {
+    let options = logistic::Options {
+        max_iterations: crate::MAX_ITERATIONS.get() as usize,
+        tolerance: crate::TOLERANCE.get(),
+        l2: crate::LOGIT_L2.get(),
+    };
+    let select: Vec<String> = columns.iter().map(Column::as_float8).collect();
+    let mut rows = TableRows {
+        spi,
+        columns: select.join(", "),
+        table: qualified.to_string(),
+        width: columns.len(),
+        batch: 10_000,
+        skipped: 0,
+    };
+    let triangle = rows.triangle(columns.len())?;
+    // The pass is shared by every model of the table: each one's time includes it.
+    let shared_pass = started.elapsed().as_secs_f64();
+    let skipped = rows.skipped;
+    let mut models = Vec::new();
+    for (target, column) in columns.iter().enumerate() {
+        let own = Instant::now();
+        let fitted = if column.boolean {
+            logistic::fit(&mut rows, &triangle, target, options)?.map(Model::Logistic)
+        } else {
+            linear::fit(&triangle, target).map(Model::Linear)
+        };
+        let seconds = shared_pass + own.elapsed().as_secs_f64();
+        match fitted {
+            Ok(model) => models.push((target, model, seconds)),
+            Err(e) => log!(
+                "alps: no model for {}.{}.{}: {e}",
+                c.schema,
+                c.table,
+                column.name
+            ),
+        }
+    }
+    Ok((columns, models, skipped))
+}
+
+/// A table's modelled columns, its fitted models (target, model, seconds) and how many rows
+/// were skipped.
+type Trained = (Vec<Column>, Vec<(usize, Model, f64)>, u64);
 
 /// Remembers what the statistics said when the table was trained, plus ALPS's own writes,
 /// so that an ANALYZE caused only by those writes does not retrain it.

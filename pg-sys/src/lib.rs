@@ -16,6 +16,8 @@
     dead_code
 )]
 #![allow(clippy::all, rustdoc::all, improper_ctypes, unnecessary_transmutes)]
+// Generated code: the safety argument is the C headers', not written next to each block.
+#![allow(clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn)]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 

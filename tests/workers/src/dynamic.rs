@@ -237,6 +237,9 @@ fn builder_for(kind: &str) -> Result<Builder> {
         "connect_as" => ConnectAs::builder(),
         "mq_echo" => crate::shared::MqEcho::builder(),
         "spi_bench" => crate::bench::SpiBench::builder(),
+        "locked_catch" => crate::soundness::LockedCatch::builder(),
+        "unconnected" => crate::soundness::Unconnected::builder(),
+        "commit_errors" => crate::soundness::CommitErrors::builder(),
         other => return Err(Error::msg(format!("unknown worker kind {other:?}"))),
     })
 }

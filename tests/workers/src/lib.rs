@@ -8,6 +8,7 @@ mod dynamic;
 mod failing;
 mod functions;
 mod shared;
+mod soundness;
 
 use bgworker::prelude::*;
 
@@ -58,15 +59,16 @@ bgworker::pg_init!({
     STRING.define()?;
     ENUM.define()?;
     guc::reserve_prefix(c"test_workers")?;
-    // SAFETY: reading a plain server global.
-    if unsafe { bgworker::pg_sys::process_shared_preload_libraries_in_progress } {
+    if bgworker::entry::preloading() {
         shared::request()?;
+        soundness::request()?;
     }
     for name in START.get().unwrap_or_default().split(',').map(str::trim) {
         match name {
             "panicker" => failing::Panicker::register()?,
             "guard_caller" => failing::GuardCaller::register()?,
             "err_returner" => failing::ErrReturner::register()?,
+            "restarter" => soundness::Restarter::register()?,
             "" => {}
             other => return Err(Error::msg(format!("unknown test worker \"{other}\""))),
         }
