@@ -11,7 +11,7 @@ fn a_worker_handle_outlives_the_spi_connection_it_was_made_in() {
         .query_one("SELECT handle_outlives_spi()", &[])
         .unwrap()
         .get(0);
-    assert_eq!(seen, "started, listed 1");
+    assert_eq!(seen, "started, same pid true, then Stopped");
     cluster.assert_no_crash();
 }
 
