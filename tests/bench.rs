@@ -17,8 +17,9 @@ fn spi_overhead(rounds: usize, statements: i64) {
     client
         .batch_execute("CREATE TABLE bench_results (mode text, n int8, seconds float8, sum int8)")
         .unwrap();
-    let run = |client: &mut postgres::Client, safe: bool| {
-        let arg = statements * 2 + i64::from(safe);
+    // mode: 1 = safe API (0 = raw calls), + 2 = read-write statements (0 = read-only).
+    let run = |client: &mut postgres::Client, mode: i64| {
+        let arg = statements * 4 + mode;
         let before: i64 = client
             .query_one("SELECT count(*) FROM bench_results", &[])
             .unwrap()
@@ -34,13 +35,15 @@ fn spi_overhead(rounds: usize, statements: i64) {
                 > before
         }));
     };
-    // One warm-up of each, then alternate so that drift affects both equally.
-    run(&mut client, false);
-    run(&mut client, true);
+    // One warm-up of each, then alternate so that drift affects all equally.
+    for mode in 0..4 {
+        run(&mut client, mode);
+    }
     client.batch_execute("TRUNCATE bench_results").unwrap();
     for _ in 0..rounds {
-        run(&mut client, false);
-        run(&mut client, true);
+        for mode in 0..4 {
+            run(&mut client, mode);
+        }
     }
     let rows = client
         .query("SELECT mode, seconds, sum FROM bench_results", &[])
@@ -55,20 +58,24 @@ fn spi_overhead(rounds: usize, statements: i64) {
         rows.iter().all(|r| r.get::<_, i64>(2) == statements),
         "every loop read every row"
     );
-    let (raw, safe) = (median(times("raw")), median(times("safe")));
     println!("## SPI: safe API against raw pg-sys calls\n");
     println!("{statements} x `SELECT 1` in one transaction inside a worker, reading the value and freeing");
-    println!("each result; median of {rounds} alternating rounds.\n");
-    println!("| loop | median seconds | per statement | ratio to raw |");
+    println!("each result; median of {rounds} alternating rounds. Read-write is SPI's `read_only = false`");
+    println!(
+        "(a new snapshot and a command counter increment per statement: the safe API's default,"
+    );
+    println!("so that statements see their transaction's writes); read-only is `read_only = true`");
+    println!("(`spi.set_read_only(true)`).\n");
+    println!("| statements | raw pg-sys (C style) | safe API (`spi.query_one`) | ratio safe/raw |");
     println!("|---|---|---|---|");
-    for (name, t) in [
-        ("raw pg-sys (C style)", raw),
-        ("safe API (`spi.query_one`)", safe),
-    ] {
+    for (name, suffix) in [("read-only", "ro"), ("read-write", "rw")] {
+        let raw = median(times(&format!("raw {suffix}")));
+        let safe = median(times(&format!("safe {suffix}")));
         println!(
-            "| {name} | {t:.4} | {:.2} µs | {:.3} |",
-            t / statements as f64 * 1e6,
-            t / raw
+            "| {name} | {raw:.4} s ({:.2} µs/stmt) | {safe:.4} s ({:.2} µs/stmt) | {:.3} |",
+            raw / statements as f64 * 1e6,
+            safe / statements as f64 * 1e6,
+            safe / raw
         );
     }
     println!();

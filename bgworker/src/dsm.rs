@@ -64,6 +64,9 @@ pub struct Segment {
     raw: *mut pg_sys::dsm_segment,
     /// Usable bytes after the header.
     size: usize,
+    /// Whether this process created the segment: only the creator creates queues (before
+    /// handing the segment out), so no two processes write the queue table at once.
+    creator: bool,
 }
 
 impl Segment {
@@ -80,7 +83,11 @@ impl Segment {
                 "could not create a dynamic shared memory segment",
             ));
         }
-        let segment = Segment { raw, size };
+        let segment = Segment {
+            raw,
+            size,
+            creator: true,
+        };
         pin(raw)?;
         let header = segment.header();
         header.queues.store(0, Ordering::Relaxed);
@@ -102,6 +109,7 @@ impl Segment {
         let segment = Segment {
             raw,
             size: total.saturating_sub(HEADER),
+            creator: false,
         };
         pin(raw)?;
         if total < HEADER || segment.header().magic.load(Ordering::Acquire) != MAGIC {
@@ -141,6 +149,11 @@ impl Segment {
     /// in the usable bytes). Queues must not overlap, and must be big enough for
     /// `shm_mq`'s bookkeeping and at least one byte of data.
     pub fn create_queue(&self, offset: usize, size: usize) -> Result<()> {
+        if !self.creator {
+            return Err(Error::WrongContext(
+                "only the process that created a segment creates its queues".to_string(),
+            ));
+        }
         // SAFETY: a constant of the server.
         let minimum = unsafe { pg_sys::shm_mq_minimum_size };
         if size < minimum {
@@ -236,6 +249,7 @@ impl Segment {
         let raw = self.attach_queue(offset, worker, true)?;
         Ok(Sender {
             raw,
+            broken: false,
             _segment: PhantomData,
         })
     }
@@ -264,6 +278,11 @@ fn pin(raw: *mut pg_sys::dsm_segment) -> Result<()> {
 
 impl Drop for Segment {
     fn drop(&mut self) {
+        if crate::entry::exiting() {
+            // The process's exit detached every segment already (a value kept in a
+            // thread-local is dropped after that).
+            return;
+        }
         let raw = self.raw;
         // SAFETY: detaching our own mapping; queues attached to it were dropped first (they
         // borrow the segment).
@@ -281,6 +300,9 @@ impl Drop for Segment {
 /// ```
 pub struct Sender<'s> {
     raw: *mut pg_sys::shm_mq_handle,
+    /// Set when a send was interrupted by an ERROR half-way: the queue then holds part of a
+    /// message, and sending another would garble the stream.
+    broken: bool,
     _segment: PhantomData<&'s ()>,
 }
 
@@ -288,6 +310,13 @@ impl Sender<'_> {
     /// Sends one message, waiting while the queue is full. An error when the receiver has
     /// detached (or never attached and its worker stopped).
     pub fn send(&mut self, message: &[u8]) -> Result<()> {
+        if self.broken {
+            return Err(Error::WrongContext(
+                "an earlier send on this queue was interrupted half-way; the queue cannot be \
+                 used any more"
+                    .to_string(),
+            ));
+        }
         let (raw, len, data) = (
             self.raw,
             message.len(),
@@ -295,10 +324,12 @@ impl Sender<'_> {
         );
         // SAFETY: an attached handle; the message outlives the call, which copies it.
         #[cfg(pg14)]
-        let r = guard(|| unsafe { pg_sys::shm_mq_send(raw, len, data, false) })?;
+        let r = guard(|| unsafe { pg_sys::shm_mq_send(raw, len, data, false) });
         #[cfg(not(pg14))]
         // SAFETY: as above.
-        let r = guard(|| unsafe { pg_sys::shm_mq_send(raw, len, data, false, true) })?;
+        let r = guard(|| unsafe { pg_sys::shm_mq_send(raw, len, data, false, true) });
+        self.broken = r.is_err();
+        let r = r?;
         match r {
             pg_sys::shm_mq_result_SHM_MQ_SUCCESS => Ok(()),
             _ => Err(Error::msg(
@@ -310,6 +341,9 @@ impl Sender<'_> {
 
 impl Drop for Sender<'_> {
     fn drop(&mut self) {
+        if crate::entry::exiting() {
+            return;
+        }
         let raw = self.raw;
         // SAFETY: detaching our end; the receiver then sees us as gone.
         let _ = guard(|| unsafe { pg_sys::shm_mq_detach(raw) });
@@ -359,6 +393,9 @@ impl Receiver<'_> {
 
 impl Drop for Receiver<'_> {
     fn drop(&mut self) {
+        if crate::entry::exiting() {
+            return;
+        }
         let raw = self.raw;
         // SAFETY: detaching our end.
         let _ = guard(|| unsafe { pg_sys::shm_mq_detach(raw) });

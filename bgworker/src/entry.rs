@@ -33,19 +33,27 @@ use crate::pg_sys;
 ///
 /// ```no_run
 /// #[no_mangle]
-/// pub extern "C" fn my_hook() {
-///     bgworker::entry::run(|| {
+/// extern "C" fn my_hook() {
+///     let body = || {
 ///         bgworker::log!("hook called");
 ///         Ok(())
-///     });
+///     };
+///     // SAFETY: called by PostgreSQL directly; this frame owns nothing.
+///     unsafe { bgworker::entry::run(body) };
 /// }
 /// ```
-pub fn run<F>(body: F)
+///
+/// # Safety
+/// An ERROR leaves by `longjmp` to PostgreSQL's innermost `sigsetjmp`, skipping every frame
+/// between: call it only directly from an entry point PostgreSQL calls, in a frame that owns
+/// nothing with a destructor (no scoped threads, guards or other values).
+pub unsafe fn run<F>(body: F)
 where
     F: FnOnce() -> Result<(), Error>,
 {
     if let Some(report) = catch(body) {
-        // SAFETY: `report` came from `catch`, and this frame owns nothing else.
+        // SAFETY: `report` came from `catch`; this frame owns nothing else, and the caller
+        // promised the same of the frames above.
         unsafe { raise(report) }
     }
 }
@@ -55,11 +63,15 @@ where
 ///
 /// ```no_run
 /// #[no_mangle]
-/// pub extern "C" fn answer_datum() -> usize {
-///     bgworker::entry::run_returning(|| Ok(42usize))
+/// extern "C" fn answer_datum() -> usize {
+///     // SAFETY: called by PostgreSQL directly; this frame owns nothing.
+///     unsafe { bgworker::entry::run_returning(|| Ok(42usize)) }
 /// }
 /// ```
-pub fn run_returning<F, R>(body: F) -> R
+///
+/// # Safety
+/// As for [`run`].
+pub unsafe fn run_returning<F, R>(body: F) -> R
 where
     F: FnOnce() -> Result<R, Error>,
     R: Copy,
@@ -88,6 +100,14 @@ where
 pub fn preloading() -> bool {
     // SAFETY: a plain server global, written only by this process's main thread.
     unsafe { pg_sys::process_shared_preload_libraries_in_progress }
+}
+
+/// Whether the process is exiting (`proc_exit` has begun). Values dropped after that (a
+/// thread-local's, at `exit`) must not touch PostgreSQL: it has already released what they
+/// refer to.
+pub(crate) fn exiting() -> bool {
+    // SAFETY: a plain server global of this process.
+    unsafe { pg_sys::proc_exit_inprogress }
 }
 
 /// What an ERROR will say; owned C strings, freed by [`release_report`] just before
@@ -236,10 +256,14 @@ macro_rules! pg_module_magic {
 #[macro_export]
 macro_rules! pg_init {
     ($body:block) => {
-        #[no_mangle]
-        #[doc(hidden)]
-        pub extern "C" fn _PG_init() {
-            $crate::entry::run(|| -> ::std::result::Result<(), $crate::Error> { $body });
-        }
+        // Not nameable from Rust: only PostgreSQL calls it.
+        const _: () = {
+            #[no_mangle]
+            extern "C" fn _PG_init() {
+                let body = || -> ::std::result::Result<(), $crate::Error> { $body };
+                // SAFETY: PostgreSQL calls this directly; the frame owns nothing.
+                unsafe { $crate::entry::run(body) };
+            }
+        };
     };
 }

@@ -48,12 +48,14 @@ macro_rules! sql_function {
                 #[allow(clippy::unnecessary_wraps)]
                 fn body($($arg: $ty),*) -> $crate::Result<$ret> $body
 
-                $crate::entry::run_returning(|| {
+                let run = || {
                     // SAFETY: PostgreSQL passes a valid fcinfo to every V1 function.
                     let mut call = unsafe { $crate::fmgr::Call::new(fcinfo, <[&str]>::len(&[$(stringify!($arg)),*]))? };
                     $( let $arg: $ty = call.arg()?; )*
                     call.ret(&body($($arg),*)?)
-                })
+                };
+                // SAFETY: PostgreSQL calls this function directly; the frame owns nothing.
+                unsafe { $crate::entry::run_returning(run) }
             }
         };
     };

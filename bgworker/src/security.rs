@@ -60,14 +60,18 @@ struct Restore {
 
 impl Drop for Restore {
     fn drop(&mut self) {
+        if !crate::xact::in_transaction() {
+            // The transaction was rolled back under the closure; its abort restored both the
+            // settings and the user.
+            return;
+        }
         let (level, user, context) = (self.nest_level, self.user, self.security_context);
+        // SAFETY: restores the user and security context saved before the switch: plain
+        // assignments, first, so that nothing below can skip them.
+        let _ = guard(|| unsafe { pg_sys::SetUserIdAndSecContext(user, context) });
         // SAFETY: pops the GUC nest level this value pushed (and any deeper one an ERROR left
-        // behind), then restores the user and security context saved before the switch. Both
-        // are plain state changes, valid also after a caught ERROR.
-        let _ = guard(|| unsafe {
-            pg_sys::AtEOXact_GUC(false, level);
-            pg_sys::SetUserIdAndSecContext(user, context);
-        });
+        // behind); valid also after a caught ERROR.
+        let _ = guard(|| unsafe { pg_sys::AtEOXact_GUC(false, level) });
     }
 }
 

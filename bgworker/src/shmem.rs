@@ -17,11 +17,14 @@
 //!     bgworker::shmem::Shared::new(c"names", String::new);
 //! ```
 //!
-//! An LWLock guard gives access to the data only while its lock is held. A (sub)transaction
-//! that rolls back releases every LWLock of the process (`LWLockReleaseAll`); a guard whose
-//! lock went that way panics on access instead of handing out unprotected data, and SQL
-//! (SPI, transactions) is refused while a guard is alive, as C code must not run queries
-//! while holding an LWLock.
+//! An LWLock guard gives access to the data only while its lock is held. A caught ERROR, like
+//! a (sub)transaction that rolls back, releases every LWLock of the process
+//! (`LWLockReleaseAll`, as PostgreSQL's error recovery does); a guard whose lock went that
+//! way panics on access instead of handing out unprotected data (`holds_lock` tells), and
+//! SQL (SPI, transactions) is refused while a guard is alive, as C code must not run queries
+//! while holding an LWLock. Two structures must not share a name: the second request is
+//! refused, and a structure another library created under the name with another type is
+//! refused when attaching.
 //!
 //! ```ignore
 //! use std::sync::atomic::{AtomicU64, Ordering};
@@ -179,6 +182,12 @@ fn add_request(request: &'static dyn Attach) -> Result<()> {
     let mut list = REQUESTS
         .lock()
         .map_err(|_| Error::msg("shared memory registry poisoned"))?;
+    if list.iter().any(|r| r.name() == request.name()) {
+        return Err(Error::msg(format!(
+            "shared memory \"{}\" is requested twice: each Shared or SharedLock needs its own name",
+            request.name().to_string_lossy()
+        )));
+    }
     let first = list.is_empty();
     list.push(request);
     drop(list);
@@ -218,7 +227,7 @@ fn reserve(request: &dyn Attach) -> Result<()> {
 
 #[cfg(not(pg14))]
 extern "C" fn request_hook() {
-    crate::entry::run(|| {
+    let body = || {
         // SAFETY: the previous hook, if any, was installed by another library.
         if let Some(prev) = unsafe { PREV_REQUEST_HOOK } {
             // SAFETY: calling the chained hook as PostgreSQL would.
@@ -228,11 +237,13 @@ extern "C" fn request_hook() {
             reserve(request)?;
         }
         Ok(())
-    });
+    };
+    // SAFETY: PostgreSQL calls the hook directly; the frame owns nothing.
+    unsafe { crate::entry::run(body) };
 }
 
 extern "C" fn startup_hook() {
-    crate::entry::run(|| {
+    let body = || {
         // SAFETY: as in request_hook.
         if let Some(prev) = unsafe { PREV_STARTUP_HOOK } {
             // SAFETY: calling the chained hook as PostgreSQL would.
@@ -262,10 +273,16 @@ extern "C" fn startup_hook() {
                 }
             }
         }
-        // SAFETY: releasing the lock taken above.
-        guard(|| unsafe { pg_sys::LWLockRelease(lock) })?;
+        // SAFETY: releasing the lock taken above, unless a caught ERROR's cleanup did.
+        guard(|| unsafe {
+            if pg_sys::LWLockHeldByMe(lock) {
+                pg_sys::LWLockRelease(lock)
+            }
+        })?;
         result
-    });
+    };
+    // SAFETY: PostgreSQL calls the hook directly; the frame owns nothing.
+    unsafe { crate::entry::run(body) };
 }
 
 /// ShmemInitStruct hands out MAXALIGN'd (8-byte) space.
@@ -326,9 +343,67 @@ impl<T: PlainData> Shared<T> {
     }
 }
 
+/// What every named structure starts with: which Rust type it holds, so that another
+/// library (or version) using the same name for something else is refused instead of
+/// reinterpreting the bytes.
+#[repr(C)]
+struct Header {
+    magic: u64,
+    kind: u64,
+}
+
+const HEADER: usize = std::mem::size_of::<Header>();
+const MAGIC: u64 = 0x6267_776b_7368_6d31; // "bgwkshm1"
+
+/// A fingerprint of `T` (its name and size) and of whether a lock guards it.
+fn kind_of<T>(locked: bool) -> u64 {
+    let text = format!(
+        "{} {} {locked}",
+        std::any::type_name::<T>(),
+        std::mem::size_of::<T>()
+    );
+    // FNV-1a: stable across processes and builds of the same code.
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+impl<T: PlainData> Shared<T> {
+    /// Initialises (first process) or checks (others) the header, then the value.
+    ///
+    /// # Safety
+    /// `ptr` points at `HEADER + size_of::<T>()` bytes of shared memory reserved under this
+    /// name, MAXALIGN'd; the caller holds `AddinShmemInitLock`.
+    unsafe fn attach_as(&self, ptr: *mut u8, found: bool, kind: u64) -> Result<()> {
+        let header = ptr as *mut Header;
+        // SAFETY: the data follows the 16-byte header, so it stays 8-byte aligned.
+        let data = unsafe { ptr.add(HEADER) } as *mut T;
+        if found {
+            // SAFETY: the first process wrote a Header here (or another library wrote
+            // something else of at least this size, which the check below refuses).
+            let seen = unsafe { header.read() };
+            if seen.magic != MAGIC || seen.kind != kind {
+                return Err(Error::msg(format!(
+                    "shared memory \"{}\" already holds something other than a {}",
+                    self.name.to_string_lossy(),
+                    std::any::type_name::<T>()
+                )));
+            }
+        } else {
+            // SAFETY: fresh, MAXALIGN'd space for the header and a T.
+            unsafe {
+                header.write(Header { magic: MAGIC, kind });
+                data.write((self.init)());
+            }
+        }
+        self.ptr.store(data, Ordering::Release);
+        Ok(())
+    }
+}
+
 impl<T: PlainData> Attach for Shared<T> {
     fn size(&self) -> usize {
-        std::mem::size_of::<T>().max(1)
+        HEADER + std::mem::size_of::<T>().max(1)
     }
     fn name(&self) -> &'static CStr {
         self.name
@@ -337,13 +412,8 @@ impl<T: PlainData> Attach for Shared<T> {
         None
     }
     unsafe fn attach(&self, ptr: *mut u8, found: bool) -> Result<()> {
-        let ptr = ptr as *mut T;
-        if !found {
-            // SAFETY: fresh, suitably aligned (MAXALIGN) space of size_of::<T>() bytes.
-            unsafe { ptr.write((self.init)()) };
-        }
-        self.ptr.store(ptr, Ordering::Release);
-        Ok(())
+        // SAFETY: forwarded from the startup hook.
+        unsafe { self.attach_as(ptr, found, kind_of::<T>(false)) }
     }
 }
 
@@ -502,7 +572,7 @@ impl<T: PlainData> Attach for SharedLock<T> {
     }
     unsafe fn attach(&self, ptr: *mut u8, found: bool) -> Result<()> {
         // SAFETY: forwarded from the startup hook.
-        unsafe { self.data.attach(ptr, found) }?;
+        unsafe { self.data.attach_as(ptr, found, kind_of::<T>(true)) }?;
         let name = self.data.name.as_ptr();
         // SAFETY: the tranche was requested under this name; an unknown name raises an
         // ERROR, which guard returns.
@@ -524,6 +594,14 @@ pub struct ReadGuard<'a, T> {
     data: &'a T,
 }
 
+impl<T> ReadGuard<'_, T> {
+    /// Whether the guard still holds its lock: a caught ERROR or a rollback releases every
+    /// LWLock of the process, after which the data can no longer be reached through it.
+    pub fn holds_lock(&self) -> bool {
+        self.held.valid()
+    }
+}
+
 impl<T> Deref for ReadGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
@@ -543,6 +621,13 @@ pub struct WriteGuard<'a, T> {
     held: Held<'a>,
     data: *mut T,
     _life: std::marker::PhantomData<&'a mut T>,
+}
+
+impl<T> WriteGuard<'_, T> {
+    /// Whether the guard still holds its lock (see [`ReadGuard::holds_lock`]).
+    pub fn holds_lock(&self) -> bool {
+        self.held.valid()
+    }
 }
 
 impl<T> Deref for WriteGuard<'_, T> {

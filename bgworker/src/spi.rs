@@ -61,6 +61,9 @@ pub struct Spi {
     /// Set when the whole transaction was rolled back under this value (a subtransaction
     /// that could not end); every later call returns it.
     lost: Option<Error>,
+    /// Whether the transaction is this value's own (`xact::transaction`), rather than the
+    /// caller's of a SQL function.
+    owns_transaction: bool,
     /// SPI's state belongs to the process's main thread.
     _not_send: std::marker::PhantomData<*mut ()>,
 }
@@ -396,8 +399,20 @@ impl Spi {
             reported: None,
             read_only: false,
             lost: None,
+            owns_transaction: false,
             _not_send: std::marker::PhantomData,
         }
+    }
+
+    pub(crate) fn owning_transaction() -> Spi {
+        Spi {
+            owns_transaction: true,
+            ..Spi::new()
+        }
+    }
+
+    pub(crate) fn owns_transaction(&self) -> bool {
+        self.owns_transaction
     }
 
     pub(crate) fn check_usable(&self) -> Result<()> {
@@ -723,6 +738,9 @@ pub struct Statement {
 
 impl Drop for Statement {
     fn drop(&mut self) {
+        if crate::entry::exiting() {
+            return;
+        }
         let plan = self.plan;
         // SAFETY: a kept plan owned by this value; SPI_freeplan works outside SPI too.
         let _ = guard(|| unsafe { pg_sys::SPI_freeplan(plan) });

@@ -147,7 +147,8 @@ macro_rules! export_worker {
         const _: () = {
             #[export_name = $symbol]
             extern "C" fn entry(arg: $crate::pg_sys::Datum) {
-                $crate::worker::run_main::<$worker>(arg)
+                // SAFETY: PostgreSQL calls this directly; the frame owns nothing.
+                unsafe { $crate::worker::run_main::<$worker>(arg) }
             }
             impl $crate::worker::Exported for $worker {
                 const FUNCTION: &'static str = $symbol;
@@ -157,12 +158,17 @@ macro_rules! export_worker {
 }
 
 /// The body of every exported worker entry point. Not for direct use.
+///
+/// # Safety
+/// As for [`entry::run`](crate::entry::run): only the exported entry point calls it.
 #[doc(hidden)]
-pub fn run_main<W: Worker>(arg: pg_sys::Datum) {
-    crate::entry::run(|| {
+pub unsafe fn run_main<W: Worker>(arg: pg_sys::Datum) {
+    let body = || {
         crate::signals::install_worker_handlers();
         W::main(arg as i64)
-    });
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { crate::entry::run(body) };
     // `main` returned Ok. Stopped by SIGTERM, a worker with a restart interval exits with
     // code 1, as C workers do (`proc_exit(1)` after their loop), so that the postmaster
     // restarts it after the interval; exit code 0 would unregister it for good.
@@ -495,6 +501,9 @@ pub struct Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
+        if crate::entry::exiting() {
+            return;
+        }
         let raw = self.raw;
         // SAFETY: allocated in TopMemoryContext by `launch` for this value alone; queues
         // that refer to it borrow it, so they are gone already.
@@ -665,6 +674,19 @@ impl<'a> Connection<'a> {
 /// # Ok::<(), bgworker::Error>(())
 /// ```
 pub fn connect(c: Connection<'_>) -> Result<()> {
+    crate::guard::check_main_thread()?;
+    // SAFETY: MyBgworkerEntry is NULL outside a worker.
+    if unsafe { pg_sys::MyBgworkerEntry }.is_null() {
+        return Err(Error::WrongContext(
+            "worker::connect is for background workers; this process is not one".to_string(),
+        ));
+    }
+    // SAFETY: a plain global, set once the process has connected (InitPostgres).
+    if !unsafe { pg_sys::CacheMemoryContext }.is_null() {
+        return Err(Error::WrongContext(
+            "this worker is already connected; a worker connects once".to_string(),
+        ));
+    }
     let mut flags = 0u32;
     if c.bypass_allow_connections {
         flags |= pg_sys::BGWORKER_BYPASS_ALLOWCONN;

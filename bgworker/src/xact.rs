@@ -113,7 +113,7 @@ pub fn transaction<R>(f: impl FnOnce(&mut Spi) -> Result<R>) -> Result<R> {
         }
     }
 
-    let mut spi = Spi::new();
+    let mut spi = Spi::owning_transaction();
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| f(&mut spi)));
     let lost = spi.take_lost();
     let result = match outcome {
@@ -285,9 +285,36 @@ pub(crate) fn in_subtransaction<R>(
         // SAFETY: rolling back the subtransaction we began; valid after a caught ERROR.
         guard(|| unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() })
     };
+    let restore = || {
+        // SAFETY: both were valid before the subtransaction and outlive it.
+        unsafe {
+            pg_sys::CurrentMemoryContext = context;
+            pg_sys::CurrentResourceOwner = owner;
+        }
+    };
     if let Err(e) = end {
-        // The subtransaction could not end, and PostgreSQL's state is half-way between the
-        // two levels: only rolling back the whole transaction recovers from that.
+        // A release that fails (a callback's pre-commit work) leaves the subtransaction in
+        // progress: roll it back instead, as PL/pgSQL does.
+        // SAFETY: as above; the subtransaction is still the current one.
+        let rolled_back = succeeded
+            && guard(|| unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() }).is_ok();
+        if rolled_back {
+            recovery::rolled_back(level);
+            restore();
+            return Err(Error::Postgres(e.with_context_line(
+                "the subtransaction could not be released and was rolled back",
+            )));
+        }
+        // It cannot end at all. In a worker's own transaction, only rolling back everything
+        // recovers. Inside a SQL function the transaction is the caller's, with its executor
+        // running above us: leave the recovery to PostgreSQL, which the recorded ERROR makes
+        // sure happens (nothing else runs, and the function fails with it).
+        if !spi.owns_transaction() {
+            return match outcome {
+                Err(payload) => panic::resume_unwind(payload),
+                Ok(_) => Err(Error::Postgres(e)),
+            };
+        }
         abort();
         let lost = Error::Postgres(e.with_context_line(
             "the subtransaction could not end, so the whole transaction was rolled back",
@@ -301,11 +328,7 @@ pub(crate) fn in_subtransaction<R>(
     if !succeeded {
         recovery::rolled_back(level);
     }
-    // SAFETY: both were valid before the subtransaction and outlive it.
-    unsafe {
-        pg_sys::CurrentMemoryContext = context;
-        pg_sys::CurrentResourceOwner = owner;
-    }
+    restore();
     match outcome {
         Ok(Ok(_)) if caught.is_some() => Err(Error::Postgres(caught.unwrap_or_else(|| {
             crate::PgError::new(crate::SqlState::INTERNAL_ERROR, "caught ERROR")

@@ -365,7 +365,9 @@ macro_rules! support_function {
             #[export_name = stringify!($name)]
             extern "C" fn call(fcinfo: FunctionCallInfo) -> Datum {
                 // SAFETY: PostgreSQL calls it as the support function it was declared as.
-                bgworker::entry::run_returning(|| unsafe { $body(fcinfo) })
+                let run = || unsafe { $body(fcinfo) };
+                // SAFETY: PostgreSQL calls it directly; the frame owns nothing.
+                unsafe { bgworker::entry::run_returning(run) }
             }
         };
     };

@@ -7,6 +7,10 @@
 
 #include "libpq/pqsignal.h"
 #include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/bufmgr.h"
+#include "storage/condition_variable.h"
+#include "storage/lwlock.h"
 #include "port/atomics.h"
 #include "utils/elog.h"
 #include "utils/memutils.h"
@@ -64,6 +68,19 @@ pgsys_try(pgsys_callback fn, void *arg)
 	InterruptHoldoffCount = saved_holdoff;
 	QueryCancelHoldoffCount = saved_cancel_holdoff;
 	CritSectionCount = saved_crit_section;
+
+	/*
+	 * What every error recovery of PostgreSQL's does first, in or out of a transaction
+	 * (AbortTransaction, and the auxiliary processes' handlers outside one): release the
+	 * LWLocks, condition variable and buffer waits the failed call left behind. Outside a
+	 * transaction nothing else would, and other processes would wait on them forever; inside
+	 * one, the caller's own code would otherwise run into them before the rollback.
+	 * LWLockReleaseAll balances its own holdoffs.
+	 */
+	LWLockReleaseAll();
+	ConditionVariableCancelSleep();
+	pgstat_report_wait_end();
+	UnlockBuffers();
 
 	/*
 	 * errfinish left us in ErrorContext. Copy the error into TopMemoryContext, which lives

@@ -16,8 +16,9 @@ extern const Pg_magic_struct *pgsys_module_magic(void);
  * Calls fn(arg) with a sigsetjmp boundary around it. Returns NULL when fn returned normally.
  * When fn raised an ERROR, restores PG_exception_stack, error_context_stack,
  * CurrentMemoryContext and the interrupt/critical-section holdoff counts as they were on
- * entry, and returns a copy of the error (allocated in TopMemoryContext; free it with
- * FreeErrorData) after flushing the error state.
+ * entry, releases every LWLock, condition variable sleep and buffer pin wait of the process
+ * (as PostgreSQL's error recovery does), and returns a copy of the error (allocated in
+ * TopMemoryContext; free it with FreeErrorData) after flushing the error state.
  */
 typedef void (*pgsys_callback) (void *arg);
 extern ErrorData *pgsys_try(pgsys_callback fn, void *arg);

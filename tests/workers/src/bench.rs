@@ -9,7 +9,9 @@ use bgworker::prelude::*;
 
 const QUERY: &CStr = c"SELECT 1";
 
-/// main_arg = statements * 2 + (1 for the safe API, 0 for raw calls).
+/// main_arg = statements * 4 + mode: 1 for the safe API (0 for raw calls), plus 2 for
+/// read-write statements (SPI's `read_only = false`, the safe API's default; 0 for
+/// read-only ones).
 pub struct SpiBench;
 
 impl Worker for SpiBench {
@@ -18,9 +20,17 @@ impl Worker for SpiBench {
 
     fn main(arg: i64) -> Result<()> {
         worker::connect(worker::Connection::new(worker::Database::Name("postgres")))?;
-        let (n, safe) = (arg / 2, arg % 2 == 1);
-        let (seconds, sum) = if safe { safe_loop(n)? } else { raw_loop(n)? };
-        let mode = if safe { "safe" } else { "raw" };
+        let (n, safe, read_write) = (arg / 4, arg % 2 == 1, arg % 4 >= 2);
+        let (seconds, sum) = if safe {
+            safe_loop(n, !read_write)?
+        } else {
+            raw_loop(n, !read_write)?
+        };
+        let mode = format!(
+            "{} {}",
+            if safe { "safe" } else { "raw" },
+            if read_write { "rw" } else { "ro" }
+        );
         xact::transaction(|spi| {
             spi.execute(
                 "INSERT INTO bench_results VALUES ($1, $2, $3, $4)",
@@ -32,8 +42,9 @@ impl Worker for SpiBench {
 }
 bgworker::export_worker!(SpiBench, "test_spi_bench_main");
 
-fn safe_loop(n: i64) -> Result<(f64, i64)> {
+fn safe_loop(n: i64, read_only: bool) -> Result<(f64, i64)> {
     xact::transaction(|spi| {
+        spi.set_read_only(read_only);
         let start = Instant::now();
         let mut sum = 0i64;
         for _ in 0..n {
@@ -46,18 +57,18 @@ fn safe_loop(n: i64) -> Result<(f64, i64)> {
 
 /// The loop as a C worker writes it: no conversions, no checks, one error boundary around
 /// the whole transaction.
-fn raw_loop(n: i64) -> Result<(f64, i64)> {
+fn raw_loop(n: i64, read_only: bool) -> Result<(f64, i64)> {
     let mut out = (0.0f64, 0i64);
     let out_ptr = &mut out as *mut (f64, i64);
     // SAFETY: the canonical transaction sequence with SPI; raw_body owns nothing that needs
     // dropping, so the boundary around it is sound.
-    bgworker::guard(|| unsafe { raw_body(n, out_ptr) })?;
+    bgworker::guard(|| unsafe { raw_body(n, read_only, out_ptr) })?;
     Ok(out)
 }
 
 /// # Safety
 /// Must run in a worker connected to a database, outside a transaction.
-unsafe fn raw_body(n: i64, out: *mut (f64, i64)) {
+unsafe fn raw_body(n: i64, read_only: bool, out: *mut (f64, i64)) {
     // SAFETY: see raw_loop.
     unsafe {
         pg_sys::SetCurrentStatementStartTimestamp();
@@ -67,7 +78,7 @@ unsafe fn raw_body(n: i64, out: *mut (f64, i64)) {
         let start = Instant::now();
         let mut sum = 0i64;
         for _ in 0..n {
-            pg_sys::SPI_execute(QUERY.as_ptr(), true, 0);
+            pg_sys::SPI_execute(QUERY.as_ptr(), read_only, 0);
             let table = pg_sys::SPI_tuptable;
             let mut is_null = false;
             let d = pg_sys::SPI_getbinval(*(*table).vals, (*table).tupdesc, 1, &mut is_null);
