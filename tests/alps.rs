@@ -537,3 +537,156 @@ fn schemas_can_be_included_or_excluded_and_keys_are_never_modelled() {
     assert!(column_exists(&mut client, "inc", "t", "x__predicted"));
     assert!(column_exists(&mut client, "inc", "t", "y__predicted"));
 }
+
+/// alps.tables' view of one table: (outcome, rows_written).
+fn status(client: &mut Client, table: &str) -> Option<(Option<String>, Option<i64>)> {
+    client
+        .query_opt(
+            "SELECT outcome, rows_written FROM alps.status WHERE schema_name = 'public' AND table_name = $1",
+            &[&table],
+        )
+        .unwrap()
+        .map(|r| (r.get(0), r.get(1)))
+}
+
+#[test]
+fn a_retrain_rewrites_only_rows_whose_prediction_moved() {
+    let cluster = alps_cluster(&[]);
+    let mut client = cluster.connect();
+    client
+        .batch_execute(
+            "CREATE TABLE drift (x float8, z float8, y float8);
+             INSERT INTO drift SELECT g, (g * 7) % 13, 2 * g + (g * 7) % 13 + (g % 5) FROM generate_series(1, 2000) g;
+             ANALYZE drift;",
+        )
+        .unwrap();
+    client.batch_execute("SELECT alps.wake()").unwrap();
+    assert!(cluster.poll(WAIT, || status(&mut client, "drift")
+        .is_some_and(|(o, _)| o.as_deref() == Some("trained"))));
+    let (_, first) = status(&mut client, "drift").unwrap();
+    assert_eq!(first, Some(2000), "the first training writes every row");
+    let trained_once = cluster.log_count("alps: trained 3 models on public.drift");
+
+    // One changed row moves every model a little: no prediction moves by a thousandth of a
+    // standard deviation, so nothing is rewritten.
+    client
+        .batch_execute("UPDATE drift SET y = y + 1 WHERE x = 1000; ANALYZE drift; SELECT alps.wake();")
+        .unwrap();
+    assert!(cluster.poll(WAIT, || cluster.log_count("alps: trained 3 models on public.drift") > trained_once));
+    let (_, second) = status(&mut client, "drift").unwrap();
+    assert!(second.unwrap_or(-1) <= 1, "rewrote {second:?} rows for a model that barely moved");
+
+    // With alps.min_change = 0 every moved prediction is rewritten, as before.
+    client
+        .batch_execute("ALTER SYSTEM SET alps.min_change = 0; SELECT pg_reload_conf();")
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let trained_twice = cluster.log_count("alps: trained 3 models on public.drift");
+    client
+        .batch_execute("UPDATE drift SET y = y + 1 WHERE x = 1001; ANALYZE drift; SELECT alps.wake();")
+        .unwrap();
+    assert!(cluster.poll(WAIT, || cluster.log_count("alps: trained 3 models on public.drift") > trained_twice));
+    let (_, exact) = status(&mut client, "drift").unwrap();
+    assert!(exact.unwrap_or(0) > 1000, "exact mode rewrote only {exact:?} rows");
+}
+
+#[test]
+fn tables_of_keys_are_left_alone_unless_included_and_excluded_tables_always() {
+    let cluster = alps_cluster(&[
+        ("alps.include_tables", "public.keys_wanted"),
+        ("alps.exclude_tables", "public.excluded"),
+    ]);
+    let mut client = cluster.connect();
+    client
+        .batch_execute(
+            "CREATE TABLE history (tid int, bid int, aid int, delta int, mtime timestamptz);
+             INSERT INTO history SELECT g % 10, g % 7, g, (g * 37) % 101 - 50, now() FROM generate_series(1, 500) g;
+             CREATE TABLE keys_wanted (tid int, bid int, aid int, delta int);
+             INSERT INTO keys_wanted SELECT g % 10, g % 7, g, (g * 37) % 101 - 50 FROM generate_series(1, 500) g;
+             CREATE TABLE excluded (x float8, y float8);
+             INSERT INTO excluded SELECT g, 2 * g + (g % 3) FROM generate_series(1, 100) g;
+             CREATE TABLE served (x float8, y float8);
+             INSERT INTO served SELECT g, 2 * g + (g % 3) FROM generate_series(1, 100) g;
+             ANALYZE history, keys_wanted, excluded, served;
+             SELECT alps.wake();",
+        )
+        .unwrap();
+    assert!(cluster.poll(WAIT, || {
+        status(&mut client, "served").is_some() && status(&mut client, "history").is_some()
+            && status(&mut client, "keys_wanted").is_some()
+    }));
+    let (outcome, written) = status(&mut client, "history").unwrap();
+    assert!(
+        outcome.as_deref().unwrap_or_default().starts_with("skipped: fewer than two columns"),
+        "{outcome:?}"
+    );
+    assert_eq!(written, Some(0));
+    assert!(!column_exists(&mut client, "public", "history", "delta__predicted"));
+    assert_eq!(status(&mut client, "keys_wanted").unwrap().0.as_deref(), Some("trained"));
+    assert!(column_exists(&mut client, "public", "keys_wanted", "delta__predicted"));
+    assert_eq!(status(&mut client, "served").unwrap().0.as_deref(), Some("trained"));
+    assert!(status(&mut client, "excluded").is_none());
+    assert!(!column_exists(&mut client, "public", "excluded", "y__predicted"));
+}
+
+/// What the ALPS worker shows in pg_stat_activity.
+fn alps_activity(client: &mut Client) -> String {
+    client
+        .query_opt("SELECT query FROM pg_stat_activity WHERE backend_type = 'alps'", &[])
+        .unwrap()
+        .map(|r| r.get(0))
+        .unwrap_or_default()
+}
+
+#[test]
+fn training_and_writing_show_their_progress() {
+    let cluster = alps_cluster(&[("alps.lock_timeout", "20s")]);
+    let mut client = cluster.connect();
+    let mut blocker = cluster.connect();
+    client
+        .batch_execute(
+            "CREATE TABLE slow (x float8, y float8, b bool, x__predicted float8, y__predicted float8, b__predicted bool);
+             INSERT INTO slow (x, y, b) SELECT g, 2 * g + (g % 3), (g * 7) % 10 < 5 FROM generate_series(1, 3000) g;
+             ANALYZE slow;",
+        )
+        .unwrap();
+    // Reading the table waits for this lock: the worker shows which pass it is in.
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE slow IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    client.batch_execute("SELECT alps.wake()").unwrap();
+    assert!(
+        cluster.poll(WAIT, || alps_activity(&mut client)
+            .starts_with("alps: training public.slow: pass 1 (of at most 21)")),
+        "{}",
+        alps_activity(&mut client)
+    );
+    blocker.batch_execute("ROLLBACK").unwrap();
+    assert!(cluster.poll(WAIT, || status(&mut client, "slow").is_some()));
+
+    // Writing waits for a locked row: the worker shows how far it got.
+    blocker
+        .batch_execute("BEGIN; SELECT 1 FROM slow WHERE x = 1 FOR UPDATE")
+        .unwrap();
+    client
+        .batch_execute("UPDATE slow SET y = 3 * y WHERE x > 1; ANALYZE slow; SELECT alps.wake();")
+        .unwrap();
+    assert!(
+        cluster.poll(WAIT, || alps_activity(&mut client)
+            .starts_with("alps: writing predictions of public.slow: pages 0 to ")),
+        "{}",
+        alps_activity(&mut client)
+    );
+    blocker.batch_execute("ROLLBACK").unwrap();
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM alps.status WHERE table_name = 'slow' AND training_seconds >= 0 AND writing_seconds >= 0", &[])
+        .unwrap()
+        .get(0);
+    assert!(cluster.poll(WAIT, || {
+        client
+            .query_one("SELECT count(*) FROM slow WHERE abs(y__predicted - y) < y * 0.5", &[])
+            .map(|r| r.get::<_, i64>(0) > 2000)
+            .unwrap_or(false)
+    }));
+    assert_eq!(rows, 1);
+}

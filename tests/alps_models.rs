@@ -236,3 +236,94 @@ fn tail_probabilities() {
         0.05,
     );
 }
+
+/// Longley's six predictors (NIST StRD), a classic of ill-conditioning: large offsets
+/// (years near 1950, GNP near 400,000) and nearly collinear columns.
+const LONGLEY_X: [[f64; 6]; 16] = [
+    [83.0, 234289.0, 2356.0, 1590.0, 107608.0, 1947.0],
+    [88.5, 259426.0, 2325.0, 1456.0, 108632.0, 1948.0],
+    [88.2, 258054.0, 3682.0, 1616.0, 109773.0, 1949.0],
+    [89.5, 284599.0, 3351.0, 1650.0, 110929.0, 1950.0],
+    [96.2, 328975.0, 2099.0, 3099.0, 112075.0, 1951.0],
+    [98.1, 346999.0, 1932.0, 3594.0, 113270.0, 1952.0],
+    [99.0, 365385.0, 1870.0, 3547.0, 115094.0, 1953.0],
+    [100.0, 363112.0, 3578.0, 3350.0, 116219.0, 1954.0],
+    [101.2, 397469.0, 2904.0, 3048.0, 117388.0, 1955.0],
+    [104.6, 419180.0, 2822.0, 2857.0, 118734.0, 1956.0],
+    [108.4, 442769.0, 2936.0, 2798.0, 120445.0, 1957.0],
+    [110.8, 444546.0, 4681.0, 2637.0, 121950.0, 1958.0],
+    [112.6, 482704.0, 3813.0, 2552.0, 123366.0, 1959.0],
+    [114.2, 502601.0, 3931.0, 2514.0, 125368.0, 1960.0],
+    [115.7, 518173.0, 4806.0, 2572.0, 127852.0, 1961.0],
+    [116.9, 554894.0, 4007.0, 2827.0, 130081.0, 1962.0],
+];
+
+/// Correct significant digits of `got` against `want`: -log10 of the largest relative error.
+fn digits(got: &[f64], want: &[f64]) -> f64 {
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| ((g - w) / w).abs())
+        .fold(0.0f64, f64::max);
+    -worst.max(1e-17).log10()
+}
+
+/// Fits the last column on the others, as ALPS does, and returns the coefficients.
+fn fit_last(data: &Array2<f64>) -> Vec<f64> {
+    let t = triangle(data);
+    linear::fit(&t, data.ncols() - 1).unwrap().coef
+}
+
+#[test]
+fn longley_class_problems_are_solved_to_twelve_digits() {
+    // y is an exact combination of Longley's columns (the deflator times ten, so that every
+    // value is an integer), with coefficients that are multiples of 1/256: every value and
+    // every sum is exact in double precision, so the least-squares solution is exactly
+    // `beta` and every digit lost is the algorithm's. The magnitudes are those of Longley's
+    // certified fit.
+    let beta = [
+        -3_482_259.0,
+        1.5,
+        -0.035_156_25,
+        -2.0,
+        -1.0,
+        -0.050_781_25,
+        1829.0,
+    ];
+    let mut data = Array2::zeros((16, 7));
+    for (i, x) in LONGLEY_X.iter().enumerate() {
+        let mut y = beta[0];
+        for j in 0..6 {
+            let v = if j == 0 { (x[0] * 10.0).round() } else { x[j] };
+            data[[i, j]] = v;
+            y += beta[j + 1] * v;
+        }
+        data[[i, 6]] = y;
+    }
+    let got = fit_last(&data);
+    let d = digits(&got, &beta);
+    assert!(d >= 12.0, "{d:.1} correct digits: {got:?}");
+}
+
+#[test]
+fn an_exact_degree_five_polynomial_is_recovered_to_nine_digits() {
+    // y = 7 - 3x + 2x^2 - x^3/2 + x^4/4 - x^5/64 at x = 0..20: every value exact in double
+    // precision; the design [1, x, ..., x^5] is badly conditioned (about 1e8).
+    let c = [7.0, -3.0, 2.0, -0.5, 0.25, -0.015_625];
+    let mut data = Array2::zeros((21, 6));
+    for i in 0..21 {
+        let x = i as f64;
+        let mut y = 0.0;
+        for (k, ck) in c.iter().enumerate() {
+            let p = x.powi(k as i32);
+            if k > 0 {
+                data[[i, k - 1]] = p;
+            }
+            y += ck * p;
+        }
+        data[[i, 5]] = y;
+    }
+    let got = fit_last(&data);
+    let d = digits(&got, &c);
+    assert!(d >= 9.0, "{d:.1} correct digits: {got:?}");
+}

@@ -47,6 +47,26 @@ pub static EXCLUDE_SCHEMAS: GucString = GucString::new(
     None,
 )
 .context(GucContext::Sighup);
+pub static INCLUDE_TABLES: GucString = GucString::new(
+    c"alps.include_tables",
+    c"Comma-separated schema.table names to learn from even when their columns look like keys.",
+    None,
+)
+.context(GucContext::Sighup);
+pub static EXCLUDE_TABLES: GucString = GucString::new(
+    c"alps.exclude_tables",
+    c"Comma-separated schema.table names never to learn from.",
+    None,
+)
+.context(GucContext::Sighup);
+pub static MIN_CHANGE: GucReal = GucReal::new(
+    c"alps.min_change",
+    c"Rewrite a prediction only when it moved by more than this many standard deviations of its column (0: any change).",
+    0.001,
+    0.0,
+    1e6,
+)
+.context(GucContext::Sighup);
 pub static MAX_ITERATIONS: GucInt = GucInt::new(
     c"alps.max_iterations",
     c"Most IRLS iterations of a logistic fit.",
@@ -162,13 +182,20 @@ bgworker::sql_function! {
 
 bgworker::pg_init!({
     single_threaded_blas();
-    for guc in [&DATABASE, &INCLUDE_SCHEMAS, &EXCLUDE_SCHEMAS] {
+    for guc in [
+        &DATABASE,
+        &INCLUDE_SCHEMAS,
+        &EXCLUDE_SCHEMAS,
+        &INCLUDE_TABLES,
+        &EXCLUDE_TABLES,
+    ] {
         guc.define()?;
     }
     for guc in [&NAPTIME, &MAX_ITERATIONS, &BATCH_PAGES, &LOCK_TIMEOUT] {
         guc.define()?;
     }
     TOLERANCE.define()?;
+    MIN_CHANGE.define()?;
     LOGIT_L2.define()?;
     IMPUTE.define()?;
     guc::reserve_prefix(c"alps")?;

@@ -42,6 +42,23 @@ pub fn ensure() -> Result<()> {
                 analyses int8, expected_changes int8, trained_at timestamptz)",
             &[],
         )?;
+        // What the last cycle did with each table, for people watching.
+        spi.execute(
+            "ALTER TABLE alps.tables
+                ADD COLUMN IF NOT EXISTS outcome text,
+                ADD COLUMN IF NOT EXISTS outcome_at timestamptz,
+                ADD COLUMN IF NOT EXISTS training_seconds float8,
+                ADD COLUMN IF NOT EXISTS writing_seconds float8,
+                ADD COLUMN IF NOT EXISTS rows_written int8",
+            &[],
+        )?;
+        spi.execute(
+            "CREATE OR REPLACE VIEW alps.status AS
+             SELECT schema_name, table_name, outcome, outcome_at, trained_at, training_seconds,
+                    writing_seconds, rows_written
+               FROM alps.tables ORDER BY schema_name, table_name",
+            &[],
+        )?;
         Ok(())
     })
 }
@@ -84,6 +101,8 @@ impl FromRow for Candidate {
 pub fn cycle() -> Result<()> {
     let include = schema_list(crate::INCLUDE_SCHEMAS.get());
     let exclude = schema_list(crate::EXCLUDE_SCHEMAS.get()).unwrap_or_default();
+    let include_tables = schema_list(crate::INCLUDE_TABLES.get()).unwrap_or_default();
+    let exclude_tables = schema_list(crate::EXCLUDE_TABLES.get()).unwrap_or_default();
     let candidates: Vec<Candidate> = xact::transaction(|spi| {
         spi.report_activity("alps: looking for analysed tables");
         spi.query(
@@ -108,6 +127,10 @@ pub fn cycle() -> Result<()> {
         if signals::shutdown_requested() {
             break;
         }
+        let name = format!("{}.{}", c.schema, c.table);
+        if exclude_tables.contains(&name) {
+            continue;
+        }
         let due = match (c.seen_analyses, c.expected_changes) {
             _ if c.analyses == 0 => false,
             (None, _) => true,
@@ -120,7 +143,7 @@ pub fn cycle() -> Result<()> {
         if !due {
             continue;
         }
-        match train_table(&c) {
+        match train_table(&c, include_tables.contains(&name)) {
             Ok(()) => {}
             Err(TrainError::Locked) => log!(
                 "alps: table {}.{} is locked by another session; trying again next cycle",
@@ -128,7 +151,8 @@ pub fn cycle() -> Result<()> {
                 c.table
             ),
             Err(TrainError::Failed(e)) => {
-                warning!("alps: skipping table {}.{}: {e}", c.schema, c.table)
+                warning!("alps: skipping table {}.{}: {e}", c.schema, c.table);
+                note_outcome(&c, &format!("failed: {e}"))?;
             }
         }
     }
@@ -165,19 +189,19 @@ pub fn polite(spi: &mut Spi) -> Result<()> {
     Ok(())
 }
 
-fn train_table(c: &Candidate) -> Result<(), TrainError> {
+fn train_table(c: &Candidate, included: bool) -> Result<(), TrainError> {
     let started = Instant::now();
     let qualified = format!(
         "{}.{}",
         spi::quote_identifier(&c.schema)?,
         spi::quote_identifier(&c.table)?
     );
-    let (columns, models, skipped) = xact::transaction(|spi| {
+    let (columns, models, skipped, scales) = xact::transaction(|spi| {
         polite(spi)?;
         spi.report_activity(&format!("alps: training {}.{}", c.schema, c.table));
-        let columns = modelled_columns(spi, c.relid)?;
+        let columns = modelled_columns(spi, c.relid, included)?;
         if columns.len() < 2 {
-            return Ok((columns, Vec::new(), 0));
+            return Ok((columns, Vec::new(), 0, Vec::new()));
         }
         // Reading the table runs its owner's code (row security policies, functions in
         // column types): as the owner, never as ALPS's superuser.
@@ -186,7 +210,13 @@ fn train_table(c: &Candidate) -> Result<(), TrainError> {
         })
     })?;
     if models.is_empty() {
-        return record(c, 0);
+        let outcome = if columns.len() < 2 {
+            "skipped: fewer than two columns with values to model (keys, identifiers and \
+             generated columns do not count)"
+        } else {
+            "skipped: no column could be modelled"
+        };
+        return record(c, 0, outcome, started.elapsed().as_secs_f64(), 0.0);
     }
     let seconds = started.elapsed().as_secs_f64();
     let names: Vec<&str> = columns.iter().map(|col| col.name.as_str()).collect();
@@ -206,7 +236,9 @@ fn train_table(c: &Candidate) -> Result<(), TrainError> {
         Ok(())
     })?;
     let models: Vec<(usize, Model)> = models.into_iter().map(|(t, m, _)| (t, m)).collect();
-    let written = predict::write(c.relid, &qualified, &columns, &models)?;
+    let writing = Instant::now();
+    let written = predict::write(c.relid, &qualified, &columns, &models, &scales)?;
+    let writing = writing.elapsed().as_secs_f64();
     log!(
         "alps: trained {} models on {}.{} in {:.3} s; {} rows predicted anew",
         models.len(),
@@ -215,7 +247,7 @@ fn train_table(c: &Candidate) -> Result<(), TrainError> {
         seconds,
         written
     );
-    record(c, written)
+    record(c, written, "trained", seconds, writing)
 }
 
 /// The passes over a table and the fits, run as the table's owner.
@@ -234,6 +266,10 @@ fn train_as_owner(
     let select: Vec<String> = columns.iter().map(Column::as_float8).collect();
     let mut rows = TableRows {
         spi,
+        label: format!("{}.{}", c.schema, c.table),
+        passes: 0,
+        // One shared pass, then at most max_iterations per logistic model.
+        max_passes: 1 + columns.iter().filter(|col| col.boolean).count() * options.max_iterations,
         columns: select.join(", "),
         table: qualified.to_string(),
         width: columns.len(),
@@ -241,6 +277,7 @@ fn train_as_owner(
         skipped: 0,
     };
     let triangle = rows.triangle(columns.len())?;
+    let scales = triangle.scaling().scales;
     // The pass is shared by every model of the table: each one's time includes it.
     let shared_pass = started.elapsed().as_secs_f64();
     let skipped = rows.skipped;
@@ -263,16 +300,36 @@ fn train_as_owner(
             ),
         }
     }
-    Ok((columns, models, skipped))
+    Ok((columns, models, skipped, scales))
 }
 
-/// A table's modelled columns, its fitted models (target, model, seconds) and how many rows
-/// were skipped.
-type Trained = (Vec<Column>, Vec<(usize, Model, f64)>, u64);
+/// A table's modelled columns, its fitted models (target, model, seconds), how many rows
+/// were skipped, and each column's standard deviation.
+type Trained = (Vec<Column>, Vec<(usize, Model, f64)>, u64, Vec<f64>);
+
+/// Remembers why a table could not be trained, without marking it trained (so that it is
+/// tried again).
+fn note_outcome(c: &Candidate, outcome: &str) -> Result<()> {
+    xact::transaction(|spi| {
+        spi.execute(
+            "INSERT INTO alps.tables (relid, schema_name, table_name, outcome, outcome_at)
+             VALUES ($1, $2, $3, $4, now())
+             ON CONFLICT (relid) DO UPDATE SET outcome = $4, outcome_at = now()",
+            &[&c.relid, &c.schema, &c.table, &outcome],
+        )
+    })?;
+    Ok(())
+}
 
 /// Remembers what the statistics said when the table was trained, plus ALPS's own writes,
 /// so that an ANALYZE caused only by those writes does not retrain it.
-fn record(c: &Candidate, written: u64) -> Result<(), TrainError> {
+fn record(
+    c: &Candidate,
+    written: u64,
+    outcome: &str,
+    training: f64,
+    writing: f64,
+) -> Result<(), TrainError> {
     let (relid, analyses) = (c.relid, c.analyses);
     xact::transaction(|spi| {
         // Our own writes are in the statistics by now (transactions flush them); whatever
@@ -282,12 +339,21 @@ fn record(c: &Candidate, written: u64) -> Result<(), TrainError> {
             &[&relid],
         )?;
         let expected = now.unwrap_or(0).max(c.changes + written as i64);
+        let trained = outcome == "trained";
         spi.execute(
-            "INSERT INTO alps.tables VALUES ($1, $2, $3, $4, $5, now())
+            "INSERT INTO alps.tables (relid, schema_name, table_name, analyses, expected_changes,
+                                     trained_at, outcome, outcome_at, training_seconds,
+                                     writing_seconds, rows_written)
+             VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 THEN now() END, $7, now(), $8, $9, $10)
              ON CONFLICT (relid) DO UPDATE
-                SET analyses = $4, expected_changes = $5, trained_at = now(),
-                    schema_name = $2, table_name = $3",
-            &[&relid, &c.schema, &c.table, &analyses, &expected],
+                SET analyses = $4, expected_changes = $5,
+                    trained_at = CASE WHEN $6 THEN now() ELSE alps.tables.trained_at END,
+                    schema_name = $2, table_name = $3, outcome = $7, outcome_at = now(),
+                    training_seconds = $8, writing_seconds = $9, rows_written = $10",
+            &[
+                &relid, &c.schema, &c.table, &analyses, &expected, &trained, &outcome,
+                &training, &writing, &(written as i64),
+            ],
         )
     })?;
     Ok(())

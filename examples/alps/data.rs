@@ -24,9 +24,12 @@ impl Column {
     }
 }
 
-/// The numeric and boolean columns of a table that are neither keys, identities, serials,
-/// generated, nor ALPS's own `__predicted` columns.
-pub fn modelled_columns(spi: &mut Spi, relid: u32) -> Result<Vec<Column>> {
+/// The numeric and boolean columns of a table that carry values worth modelling: not keys
+/// (primary keys; integer columns that are unique, reference another table, or are named
+/// like identifiers: `id`, `..._id`, `aid`), identities, serials, generated columns, nor
+/// ALPS's own `__predicted` columns. A table named in `alps.include_tables` keeps its
+/// identifier-like integer columns (`keep_identifiers`): its owner asked for it.
+pub fn modelled_columns(spi: &mut Spi, relid: u32, keep_identifiers: bool) -> Result<Vec<Column>> {
     let rows: Vec<(String, bool)> = spi.query(
         "SELECT a.attname::text, a.atttypid = 'bool'::regtype
            FROM pg_attribute a
@@ -37,11 +40,17 @@ pub fn modelled_columns(spi: &mut Spi, relid: u32) -> Result<Vec<Column>> {
             AND right(a.attname, 11) <> '__predicted'
             AND NOT EXISTS (SELECT 1 FROM pg_index i
                              WHERE i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY (i.indkey))
+            AND ($2 OR NOT (a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) AND (
+                     a.attname ~* '^(id|.*_id|[a-z]id)$'
+                  OR EXISTS (SELECT 1 FROM pg_index i
+                              WHERE i.indrelid = a.attrelid AND i.indisunique AND a.attnum = ANY (i.indkey))
+                  OR EXISTS (SELECT 1 FROM pg_constraint k
+                              WHERE k.conrelid = a.attrelid AND k.contype = 'f' AND a.attnum = ANY (k.conkey)))))
             AND NOT EXISTS (SELECT 1 FROM pg_attrdef d
                              WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum
                                AND pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%')
           ORDER BY a.attnum",
-        &[&relid],
+        &[&relid, &keep_identifiers],
     )?;
     rows.into_iter()
         .map(|(name, boolean)| {
@@ -70,6 +79,11 @@ impl FromRow for Floats {
 /// pass reads the table again, in constant memory.
 pub struct TableRows<'a> {
     pub spi: &'a mut Spi,
+    /// The table as shown in `pg_stat_activity` (`schema.table`).
+    pub label: String,
+    /// Passes over the table so far, and the most there can be.
+    pub passes: usize,
+    pub max_passes: usize,
     /// The columns as float8 expressions, comma-separated.
     pub columns: String,
     /// The table, qualified and quoted.
@@ -80,12 +94,25 @@ pub struct TableRows<'a> {
     pub skipped: u64,
 }
 
+impl TableRows<'_> {
+    /// Shows the pass about to start in `pg_stat_activity`.
+    fn next_pass(&mut self) {
+        self.passes += 1;
+        let text = format!(
+            "alps: training {}: pass {} (of at most {})",
+            self.label, self.passes, self.max_passes
+        );
+        self.spi.report_activity(&text);
+    }
+}
+
 impl Rows for TableRows<'_> {
     type Error = Error;
 
     /// One aggregate query: the executor feeds the rows to the QR directly (and parallel
     /// workers may share the scan).
     fn triangle(&mut self, width: usize) -> Result<Triangle> {
+        self.next_pass();
         let sql = format!("SELECT alps.qr({}) FROM ONLY {}", self.columns, self.table);
         let v: Option<Vec<f64>> = self.spi.query_one(&sql, &[])?;
         let v = v.unwrap_or_else(|| vec![0.0, 0.0]);
@@ -94,6 +121,7 @@ impl Rows for TableRows<'_> {
     }
 
     fn weighted_pass(&mut self, spec: &WeightSpec) -> Result<WeightedPass> {
+        self.next_pass();
         let sql = format!(
             "SELECT alps.irls($1, {}) FROM ONLY {}",
             self.columns, self.table

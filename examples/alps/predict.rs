@@ -204,6 +204,7 @@ pub fn write(
     qualified: &str,
     columns: &[Column],
     models: &[(usize, Model)],
+    scales: &[f64],
 ) -> Result<u64, TrainError> {
     let impute = crate::IMPUTE.get_name() == "mean";
     // Names that would not fit PostgreSQL's 63 bytes are left alone rather than truncated
@@ -250,13 +251,26 @@ pub fn write(
         Ok(())
     })?;
 
+    // A row is rewritten only when one of its predictions moved by more than
+    // alps.min_change standard deviations of its column (a boolean one: when it flipped):
+    // a retrained model that moved a little rewrites nothing.
+    let min_change = crate::MIN_CHANGE.get();
     let mut params = Vec::new();
     let mut sets = Vec::new();
     let mut changed = Vec::new();
-    for ((quoted, _, _), (_, model)) in targets.iter().zip(&models) {
+    for ((quoted, _, _), (target, model)) in targets.iter().zip(&models) {
         let e = expression(model, columns, impute, &mut params);
         sets.push(format!("{quoted} = {e}"));
-        changed.push(format!("{quoted} IS DISTINCT FROM {e}"));
+        let threshold = min_change * scales.get(*target).copied().unwrap_or(0.0);
+        if matches!(model, Model::Linear(_)) && threshold > 0.0 {
+            params.push(threshold);
+            let t = format!("${}::float8", params.len() + 2);
+            changed.push(format!(
+                "(({quoted} IS NULL) <> ({e} IS NULL) OR abs({quoted} - {e}) > {t})"
+            ));
+        } else {
+            changed.push(format!("{quoted} IS DISTINCT FROM {e}"));
+        }
     }
     let update = format!(
         "UPDATE ONLY {qualified} SET {} WHERE ctid >= $1::tid AND ctid < $2::tid AND ({})",
@@ -284,7 +298,10 @@ pub fn write(
             // ALPS's writes are its own business: the table's ordinary triggers do not fire
             // for them. A superuser-only setting, so it is set before the switch below.
             spi.execute("SET LOCAL session_replication_role = replica", &[])?;
-            spi.report_activity(&format!("alps: writing predictions of {qualified}"));
+            spi.report_activity(&format!(
+                "alps: writing predictions of {qualified}: pages {start} to {} of {pages}, {written} rows rewritten so far",
+                (start + step).min(pages)
+            ));
             // What still runs (CHECK constraints, index expressions, ENABLE ALWAYS
             // triggers) is the owner's code: it runs as the owner.
             spi.as_table_owner(relid, |spi| spi.execute(&update, &args))

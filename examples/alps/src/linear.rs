@@ -60,7 +60,8 @@ impl std::fmt::Display for FitError {
 /// The standardized, centered R (k × k) of the data columns, and the scaling used.
 pub(crate) fn standardized_r(t: &Triangle) -> (Array2<f64>, crate::Scaling) {
     let scaling = t.scaling();
-    let r = t.r();
+    // The centred part of the shifted factor: free of the data's offsets.
+    let r = t.shifted_r();
     let mut rs = r.slice(s![1.., 1..]).to_owned();
     for (j, s) in scaling.scales.iter().enumerate() {
         if *s > 0.0 {
