@@ -196,6 +196,10 @@ impl Worker for Unconnected {
             Ok(_) => log!("unconnected: transaction ran"),
             Err(e) => log!("unconnected: transaction refused: {e}"),
         }
+        // Stay until stopped, so that the launcher always sees the worker start.
+        while !signals::shutdown_requested() {
+            latch::wait(None)?;
+        }
         Ok(())
     }
 }
@@ -345,6 +349,10 @@ impl Worker for CommitErrors {
             "commit errors: later: {:?}",
             later.map_err(|e| e.to_string())
         );
+        // Stay until stopped, so that the launcher always sees the worker start.
+        while !signals::shutdown_requested() {
+            latch::wait(None)?;
+        }
         Ok(())
     }
 }
