@@ -570,24 +570,39 @@ fn a_retrain_rewrites_only_rows_whose_prediction_moved() {
     // One changed row moves every model a little: no prediction moves by a thousandth of a
     // standard deviation, so nothing is rewritten.
     client
-        .batch_execute("UPDATE drift SET y = y + 1 WHERE x = 1000; ANALYZE drift; SELECT alps.wake();")
+        .batch_execute(
+            "UPDATE drift SET y = y + 1 WHERE x = 1000; ANALYZE drift; SELECT alps.wake();",
+        )
         .unwrap();
-    assert!(cluster.poll(WAIT, || cluster.log_count("alps: trained 3 models on public.drift") > trained_once));
+    assert!(cluster.poll(WAIT, || cluster
+        .log_count("alps: trained 3 models on public.drift")
+        > trained_once));
     let (_, second) = status(&mut client, "drift").unwrap();
-    assert!(second.unwrap_or(-1) <= 1, "rewrote {second:?} rows for a model that barely moved");
+    assert!(
+        second.unwrap_or(-1) <= 1,
+        "rewrote {second:?} rows for a model that barely moved"
+    );
 
     // With alps.min_change = 0 every moved prediction is rewritten, as before.
     client
-        .batch_execute("ALTER SYSTEM SET alps.min_change = 0; SELECT pg_reload_conf();")
+        .batch_execute("ALTER SYSTEM SET alps.min_change = 0")
         .unwrap();
+    client.batch_execute("SELECT pg_reload_conf()").unwrap();
     std::thread::sleep(Duration::from_secs(2));
     let trained_twice = cluster.log_count("alps: trained 3 models on public.drift");
     client
-        .batch_execute("UPDATE drift SET y = y + 1 WHERE x = 1001; ANALYZE drift; SELECT alps.wake();")
+        .batch_execute(
+            "UPDATE drift SET y = y + 1 WHERE x = 1001; ANALYZE drift; SELECT alps.wake();",
+        )
         .unwrap();
-    assert!(cluster.poll(WAIT, || cluster.log_count("alps: trained 3 models on public.drift") > trained_twice));
+    assert!(cluster.poll(WAIT, || cluster
+        .log_count("alps: trained 3 models on public.drift")
+        > trained_twice));
     let (_, exact) = status(&mut client, "drift").unwrap();
-    assert!(exact.unwrap_or(0) > 1000, "exact mode rewrote only {exact:?} rows");
+    assert!(
+        exact.unwrap_or(0) > 1000,
+        "exact mode rewrote only {exact:?} rows"
+    );
 }
 
 #[test]
@@ -612,27 +627,55 @@ fn tables_of_keys_are_left_alone_unless_included_and_excluded_tables_always() {
         )
         .unwrap();
     assert!(cluster.poll(WAIT, || {
-        status(&mut client, "served").is_some() && status(&mut client, "history").is_some()
+        status(&mut client, "served").is_some()
+            && status(&mut client, "history").is_some()
             && status(&mut client, "keys_wanted").is_some()
     }));
     let (outcome, written) = status(&mut client, "history").unwrap();
     assert!(
-        outcome.as_deref().unwrap_or_default().starts_with("skipped: fewer than two columns"),
+        outcome
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("skipped: fewer than two columns"),
         "{outcome:?}"
     );
     assert_eq!(written, Some(0));
-    assert!(!column_exists(&mut client, "public", "history", "delta__predicted"));
-    assert_eq!(status(&mut client, "keys_wanted").unwrap().0.as_deref(), Some("trained"));
-    assert!(column_exists(&mut client, "public", "keys_wanted", "delta__predicted"));
-    assert_eq!(status(&mut client, "served").unwrap().0.as_deref(), Some("trained"));
+    assert!(!column_exists(
+        &mut client,
+        "public",
+        "history",
+        "delta__predicted"
+    ));
+    assert_eq!(
+        status(&mut client, "keys_wanted").unwrap().0.as_deref(),
+        Some("trained")
+    );
+    assert!(column_exists(
+        &mut client,
+        "public",
+        "keys_wanted",
+        "delta__predicted"
+    ));
+    assert_eq!(
+        status(&mut client, "served").unwrap().0.as_deref(),
+        Some("trained")
+    );
     assert!(status(&mut client, "excluded").is_none());
-    assert!(!column_exists(&mut client, "public", "excluded", "y__predicted"));
+    assert!(!column_exists(
+        &mut client,
+        "public",
+        "excluded",
+        "y__predicted"
+    ));
 }
 
 /// What the ALPS worker shows in pg_stat_activity.
 fn alps_activity(client: &mut Client) -> String {
     client
-        .query_opt("SELECT query FROM pg_stat_activity WHERE backend_type = 'alps'", &[])
+        .query_opt(
+            "SELECT query FROM pg_stat_activity WHERE backend_type = 'alps'",
+            &[],
+        )
         .unwrap()
         .map(|r| r.get(0))
         .unwrap_or_default()
@@ -684,7 +727,10 @@ fn training_and_writing_show_their_progress() {
         .get(0);
     assert!(cluster.poll(WAIT, || {
         client
-            .query_one("SELECT count(*) FROM slow WHERE abs(y__predicted - y) < y * 0.5", &[])
+            .query_one(
+                "SELECT count(*) FROM slow WHERE abs(y__predicted - y) < y * 0.5",
+                &[],
+            )
             .map(|r| r.get::<_, i64>(0) > 2000)
             .unwrap_or(false)
     }));

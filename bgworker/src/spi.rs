@@ -56,6 +56,8 @@ use crate::pg_sys::{self, Datum, Oid};
 pub struct Spi {
     /// The activity last reported to pg_stat_activity, to avoid re-reporting in loops.
     reported: Option<String>,
+    /// Set once the code reported its own activity: statements no longer replace it.
+    pinned: bool,
     /// Whether statements run with SPI's `read_only` flag.
     read_only: bool,
     /// Set when the whole transaction was rolled back under this value (a subtransaction
@@ -397,6 +399,7 @@ impl Spi {
     pub(crate) fn new() -> Spi {
         Spi {
             reported: None,
+            pinned: false,
             read_only: false,
             lost: None,
             owns_transaction: false,
@@ -455,6 +458,9 @@ impl Spi {
     }
 
     /// Shows `activity` as this process's query in `pg_stat_activity` (state `active`).
+    /// Until then each statement shows its own text; from then on, `activity` stays until the
+    /// next call (or the end of the transaction), as in C, where SPI reports nothing itself:
+    /// a worker can say what it is doing ("pass 2 of 5") across the statements that do it.
     ///
     /// ```no_run
     /// bgworker::xact::transaction(|spi| {
@@ -464,6 +470,18 @@ impl Spi {
     /// # Ok::<(), bgworker::Error>(())
     /// ```
     pub fn report_activity(&mut self, activity: &str) {
+        self.pinned = true;
+        self.show(activity);
+    }
+
+    /// Shows a statement's text, unless the code reported its own activity.
+    fn report_statement(&mut self, sql: &str) {
+        if !self.pinned {
+            self.show(sql);
+        }
+    }
+
+    fn show(&mut self, activity: &str) {
         if self.reported.as_deref() == Some(activity) {
             return;
         }
@@ -479,7 +497,7 @@ impl Spi {
     fn run(&mut self, sql: &str, params: &[&dyn ToSql], limit: i64) -> Result<u64> {
         self.check_usable()?;
         let read_only = self.read_only;
-        self.report_activity(sql);
+        self.report_statement(sql);
         let text = sql_text(sql)?;
         let mut p = Params::new(params)?;
         let (src, n, types, values, nulls) = (
@@ -601,7 +619,7 @@ impl Spi {
                 params.len()
             )));
         }
-        self.report_activity(&stmt.sql);
+        self.report_statement(&stmt.sql);
         let p = Params::new(params)?;
         for (i, (given, wanted)) in p.types.iter().zip(&stmt.types).enumerate() {
             if given != wanted {
@@ -668,7 +686,7 @@ impl Spi {
     /// ```
     pub fn cursor(&mut self, sql: &str, params: &[&dyn ToSql]) -> Result<Cursor<'_>> {
         self.check_usable()?;
-        self.report_activity(sql);
+        self.report_statement(sql);
         let text = sql_text(sql)?;
         let mut p = Params::new(params)?;
         let read_only = self.read_only;

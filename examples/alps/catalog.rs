@@ -351,8 +351,16 @@ fn record(
                     schema_name = $2, table_name = $3, outcome = $7, outcome_at = now(),
                     training_seconds = $8, writing_seconds = $9, rows_written = $10",
             &[
-                &relid, &c.schema, &c.table, &analyses, &expected, &trained, &outcome,
-                &training, &writing, &(written as i64),
+                &relid,
+                &c.schema,
+                &c.table,
+                &analyses,
+                &expected,
+                &trained,
+                &outcome,
+                &training,
+                &writing,
+                &(written as i64),
             ],
         )
     })?;

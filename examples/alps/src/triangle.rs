@@ -115,7 +115,11 @@ impl Triangle {
 
     /// R (shifted), row-major, as many rows as it has (at most its width), then the shift.
     pub fn to_vec(&self) -> Vec<f64> {
-        self.r.iter().copied().chain(self.shift.iter().copied()).collect()
+        self.r
+            .iter()
+            .copied()
+            .chain(self.shift.iter().copied())
+            .collect()
     }
 
     /// Merges another factor of the same columns (for parallel partial results).
@@ -181,7 +185,9 @@ impl Triangle {
         let n = self.rows as f64;
         let r00 = r[[0, 0]];
         let k = r.ncols() - 1;
-        let means = (1..=k).map(|j| self.shift[j - 1] + r[[0, j]] / r00).collect();
+        let means = (1..=k)
+            .map(|j| self.shift[j - 1] + r[[0, j]] / r00)
+            .collect();
         let centered = r.slice(s![1.., 1..]);
         let scales = (0..k)
             .map(|j| {
