@@ -736,3 +736,47 @@ fn training_and_writing_show_their_progress() {
     }));
     assert_eq!(rows, 1);
 }
+
+#[test]
+fn aggregate_states_are_counted_by_postgresql_and_spill_like_any_other() {
+    let cluster = alps_cluster(&[]);
+    let mut client = cluster.connect();
+    client
+        .batch_execute(
+            "SET work_mem = '4MB'; SET enable_sort = off; SET max_parallel_workers_per_gather = 0;",
+        )
+        .unwrap();
+    // 200 groups of 600 consecutive rows and 8 columns: too few groups for PostgreSQL's
+    // estimate to spill on their number, but the states (tens of kilobytes each once their
+    // buffers have grown) need far more than work_mem together.
+    let query = "SELECT g / 600 AS k,
+                        alps.qr(g::float8, (g % 13)::float8, (g % 17)::float8, (g % 19)::float8,
+                                (g % 23)::float8, (g % 29)::float8, (g % 31)::float8,
+                                (2 * g + g % 7)::float8) AS q
+                   FROM generate_series(0, 119999) g GROUP BY 1";
+    let text = client
+        .simple_query(&format!("EXPLAIN (ANALYZE, FORMAT JSON) {query}"))
+        .unwrap()
+        .into_iter()
+        .find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let node = &plan[0]["Plan"];
+    assert_eq!(node["Node Type"], "Aggregate", "{plan}");
+    assert_eq!(node["Strategy"], "Hashed", "{plan}");
+    // The states need far more than work_mem: PostgreSQL sees them and spills.
+    let batches = node["HashAgg Batches"].as_i64().unwrap_or(0);
+    assert!(batches > 1, "no spill: {plan}");
+    // And the spilled aggregation is still right: every group saw its 600 rows.
+    let right: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM ({query}) s WHERE q[1] = 600"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(right, 200);
+}

@@ -11,126 +11,340 @@
 
 use std::ffi::c_void;
 
-use alps_models::logistic::{WeightSpec, WeightedAccumulator};
+use alps_models::logistic::WeightSpec;
 use alps_models::Triangle;
 use bgworker::datum::{FromSql, ToSql};
 use bgworker::pg_sys::{self, Datum, FunctionCallInfo};
 use bgworker::{Error, Result};
 
-/// Rows buffered before a QR update.
+/// Rows buffered before a QR update, at most; a group's buffer starts at `FIRST_ROWS` and
+/// doubles as it fills, so that many small groups stay small.
 const BUFFER_ROWS: usize = 1024;
+const FIRST_ROWS: usize = 16;
 
-enum Pass {
-    Plain {
-        triangle: Triangle,
-        buffer: Vec<f64>,
-        buffered: usize,
-    },
-    Weighted(WeightedAccumulator),
+/// f64 storage palloc'd in the aggregate's memory context, so that PostgreSQL's memory
+/// accounting sees it (hash aggregation spills, or an out-of-memory is an ERROR, as for any
+/// aggregate); it goes away with the context.
+struct PgSlice {
+    ptr: *mut f64,
+    len: usize,
 }
 
-/// An aggregate's state, owned by Rust and freed with the aggregate's memory context.
+impl PgSlice {
+    const EMPTY: PgSlice = PgSlice {
+        ptr: std::ptr::null_mut(),
+        len: 0,
+    };
+
+    /// `len` zeroes in `context`.
+    ///
+    /// # Safety
+    /// `context` must be a live memory context that outlives every use of the slice.
+    unsafe fn zeroed(context: pg_sys::MemoryContext, len: usize) -> Result<PgSlice> {
+        if len == 0 {
+            return Ok(PgSlice::EMPTY);
+        }
+        let bytes = len
+            .checked_mul(std::mem::size_of::<f64>())
+            .ok_or_else(|| Error::msg("alps aggregate state too large"))?;
+        let flags = (pg_sys::MCXT_ALLOC_HUGE | pg_sys::MCXT_ALLOC_ZERO) as i32;
+        // SAFETY: allocates in a live context (the caller's promise); failure is an ERROR.
+        let ptr = bgworker::guard(|| unsafe {
+            pg_sys::MemoryContextAllocExtended(context, bytes, flags)
+        })?;
+        Ok(PgSlice {
+            ptr: ptr as *mut f64,
+            len,
+        })
+    }
+
+    fn get(&self) -> &[f64] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `len` f64 of palloc'd memory, alive with the aggregate's context.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    fn get_mut(&mut self) -> &mut [f64] {
+        if self.len == 0 {
+            return &mut [];
+        }
+        // SAFETY: as above; `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+
+    /// Gives the memory back before the context ends (a buffer that grew).
+    fn free(self) {
+        if self.len > 0 {
+            let ptr = self.ptr;
+            // SAFETY: palloc'd by `zeroed` and not used again.
+            let _ = bgworker::guard(|| unsafe { pg_sys::pfree(ptr.cast()) });
+        }
+    }
+}
+
+/// A streaming QR factor (see [`Triangle`]) and its row buffer, kept in palloc'd storage
+/// between calls; a transient `Triangle` does each update.
+struct Store {
+    width: usize,
+    rows: u64,
+    /// Rows of R held (at most `width`).
+    kept: usize,
+    /// R's rows (`width * width` places), then the shift (`width - 1`).
+    r: PgSlice,
+    buffer: PgSlice,
+    buffered: usize,
+}
+
+impl Store {
+    const EMPTY: Store = Store {
+        width: 0,
+        rows: 0,
+        kept: 0,
+        r: PgSlice::EMPTY,
+        buffer: PgSlice::EMPTY,
+        buffered: 0,
+    };
+
+    /// # Safety
+    /// As for [`PgSlice::zeroed`].
+    unsafe fn new(context: pg_sys::MemoryContext, width: usize) -> Result<Store> {
+        // SAFETY: forwarded.
+        unsafe {
+            Ok(Store {
+                width,
+                rows: 0,
+                kept: 0,
+                r: PgSlice::zeroed(context, width * width + width.saturating_sub(1))?,
+                buffer: PgSlice::zeroed(context, FIRST_ROWS * width)?,
+                buffered: 0,
+            })
+        }
+    }
+
+    /// # Safety
+    /// As for [`PgSlice::zeroed`].
+    unsafe fn restore(
+        context: pg_sys::MemoryContext,
+        width: usize,
+        rows: u64,
+        parts: &[f64],
+    ) -> Result<Store> {
+        // SAFETY: forwarded.
+        let mut store = unsafe { Store::new(context, width) }?;
+        store.save(&Triangle::from_parts(width, rows, parts));
+        Ok(store)
+    }
+
+    /// A copy in another context (a combine function's).
+    ///
+    /// # Safety
+    /// As for [`PgSlice::zeroed`].
+    unsafe fn copy_into(&mut self, context: pg_sys::MemoryContext) -> Result<Store> {
+        self.flush();
+        // SAFETY: forwarded.
+        unsafe { Store::restore(context, self.width, self.rows, &self.triangle().to_vec()) }
+    }
+
+    fn triangle(&self) -> Triangle {
+        let w = self.width;
+        let r = self.r.get();
+        let parts: Vec<f64> = r[..self.kept * w]
+            .iter()
+            .chain(&r[w * w..])
+            .copied()
+            .collect();
+        Triangle::from_parts(w, self.rows, &parts)
+    }
+
+    fn save(&mut self, t: &Triangle) {
+        let w = self.width;
+        let v = t.to_vec();
+        let shift = w.saturating_sub(1);
+        let kept = (v.len() - shift) / w;
+        let r = self.r.get_mut();
+        r[..kept * w].copy_from_slice(&v[..kept * w]);
+        r[w * w..].copy_from_slice(&v[kept * w..]);
+        self.kept = kept;
+        self.rows = t.rows();
+    }
+
+    /// The next row's place in the buffer (growing or flushing it when full); the caller
+    /// fills it.
+    fn slot(&mut self, context: pg_sys::MemoryContext) -> Result<&mut [f64]> {
+        let w = self.width;
+        if (self.buffered + 1) * w > self.buffer.len {
+            let rows = self.buffer.len / w;
+            if rows < BUFFER_ROWS {
+                // SAFETY: the aggregate's context, alive for the call and the state.
+                let mut grown =
+                    unsafe { PgSlice::zeroed(context, (rows * 2).min(BUFFER_ROWS) * w) }?;
+                grown.get_mut()[..self.buffered * w]
+                    .copy_from_slice(&self.buffer.get()[..self.buffered * w]);
+                std::mem::replace(&mut self.buffer, grown).free();
+            } else {
+                self.flush();
+            }
+        }
+        let at = self.buffered * w;
+        self.buffered += 1;
+        Ok(&mut self.buffer.get_mut()[at..at + w])
+    }
+
+    fn flush(&mut self) {
+        if self.buffered == 0 {
+            return;
+        }
+        let w = self.width;
+        let mut t = self.triangle();
+        let rows = ndarray::ArrayView2::from_shape(
+            (self.buffered, w),
+            &self.buffer.get()[..self.buffered * w],
+        )
+        .expect("buffer shape");
+        t.add(rows);
+        self.save(&t);
+        self.buffered = 0;
+    }
+
+    fn merge(&mut self, other: &mut Store) {
+        self.flush();
+        other.flush();
+        let mut t = self.triangle();
+        t.merge(&other.triangle());
+        self.save(&t);
+    }
+
+    /// R and the shift, as [`Triangle::to_vec`] writes them.
+    fn flushed_parts(&mut self) -> Vec<f64> {
+        self.flush();
+        self.triangle().to_vec()
+    }
+}
+
+enum Pass {
+    Plain,
+    Weighted {
+        spec: WeightSpec,
+        deviance: f64,
+        extreme: u64,
+    },
+}
+
+/// An aggregate's state. Its data lives in the aggregate's memory context (see
+/// [`PgSlice`]); the struct itself, freed with that context, holds only counters and the
+/// IRLS pass's specification.
 struct State {
     columns: usize,
     skipped: u64,
-    row: Vec<f64>,
+    row: PgSlice,
+    store: Store,
     pass: Pass,
 }
 
 impl State {
-    fn plain(columns: usize) -> State {
-        State {
-            columns,
-            skipped: 0,
-            row: vec![0.0; columns],
-            pass: Pass::Plain {
-                triangle: Triangle::new(columns + 1),
-                buffer: vec![0.0; BUFFER_ROWS * (columns + 1)],
-                buffered: 0,
-            },
+    const EMPTY: State = State {
+        columns: 0,
+        skipped: 0,
+        row: PgSlice::EMPTY,
+        store: Store::EMPTY,
+        pass: Pass::Plain,
+    };
+
+    /// # Safety
+    /// As for [`PgSlice::zeroed`].
+    unsafe fn plain(context: pg_sys::MemoryContext, columns: usize) -> Result<State> {
+        // SAFETY: forwarded.
+        unsafe {
+            Ok(State {
+                columns,
+                skipped: 0,
+                row: PgSlice::zeroed(context, columns)?,
+                store: Store::new(context, columns + 1)?,
+                pass: Pass::Plain,
+            })
         }
     }
 
-    fn weighted(columns: usize, spec: WeightSpec) -> State {
-        State {
-            columns,
-            skipped: 0,
-            row: vec![0.0; columns],
-            pass: Pass::Weighted(WeightedAccumulator::new(spec)),
+    /// # Safety
+    /// As for [`PgSlice::zeroed`].
+    unsafe fn weighted(
+        context: pg_sys::MemoryContext,
+        columns: usize,
+        spec: WeightSpec,
+    ) -> Result<State> {
+        let width = spec.supports.len() + 2;
+        // SAFETY: forwarded.
+        unsafe {
+            Ok(State {
+                columns,
+                skipped: 0,
+                row: PgSlice::zeroed(context, columns)?,
+                store: Store::new(context, width)?,
+                pass: Pass::Weighted {
+                    spec,
+                    deviance: 0.0,
+                    extreme: 0,
+                },
+            })
         }
     }
 
-    fn add_row(&mut self) {
+    fn add_row(&mut self, context: pg_sys::MemoryContext) -> Result<()> {
+        let slot = self.store.slot(context)?;
+        let row = self.row.get();
         match &mut self.pass {
-            Pass::Plain {
-                triangle,
-                buffer,
-                buffered,
-            } => {
-                let width = self.columns + 1;
-                let out = &mut buffer[*buffered * width..(*buffered + 1) * width];
-                out[0] = 1.0;
-                out[1..].copy_from_slice(&self.row);
-                *buffered += 1;
-                if *buffered == BUFFER_ROWS {
-                    flush(triangle, buffer, buffered, width);
-                }
+            Pass::Plain => {
+                slot[0] = 1.0;
+                slot[1..].copy_from_slice(row);
             }
-            Pass::Weighted(acc) => acc.add(&self.row),
+            Pass::Weighted {
+                spec,
+                deviance,
+                extreme,
+            } => {
+                let (d, e) = spec.weigh(row, slot);
+                *deviance += d;
+                *extreme += u64::from(e);
+            }
         }
+        Ok(())
     }
 
     fn merge(&mut self, other: &mut State) {
         self.skipped += other.skipped;
-        match (&mut self.pass, &mut other.pass) {
-            (
-                Pass::Plain {
-                    triangle: a,
-                    buffer: ab,
-                    buffered: an,
-                },
-                Pass::Plain {
-                    triangle: b,
-                    buffer: bb,
-                    buffered: bn,
-                },
-            ) => {
-                let width = self.columns + 1;
-                flush(a, ab, an, width);
-                flush(b, bb, bn, width);
-                a.merge(b);
-            }
-            (Pass::Weighted(a), Pass::Weighted(b)) => a.merge(b),
-            _ => {}
+        self.store.merge(&mut other.store);
+        if let (
+            Pass::Weighted {
+                deviance, extreme, ..
+            },
+            Pass::Weighted {
+                deviance: d,
+                extreme: e,
+                ..
+            },
+        ) = (&mut self.pass, &other.pass)
+        {
+            *deviance += d;
+            *extreme += e;
         }
     }
 
-    fn result(self) -> Vec<f64> {
-        match self.pass {
-            Pass::Plain {
-                mut triangle,
-                buffer,
-                mut buffered,
-            } => {
-                let width = self.columns + 1;
-                let mut buffer = buffer;
-                flush(&mut triangle, &mut buffer, &mut buffered, width);
-                let mut v = vec![triangle.rows() as f64, self.skipped as f64];
-                v.extend(triangle.to_vec());
-                v
-            }
-            Pass::Weighted(acc) => acc.to_vec(),
-        }
-    }
-}
-
-fn flush(triangle: &mut Triangle, buffer: &mut [f64], buffered: &mut usize, width: usize) {
-    if *buffered > 0 {
-        let rows =
-            ndarray::ArrayView2::from_shape((*buffered, width), &buffer[..*buffered * width])
-                .expect("buffer shape");
-        triangle.add(rows);
-        *buffered = 0;
+    /// `alps.qr`: `{rows, skipped, R..., shift...}`; `alps.irls`:
+    /// `{deviance, extreme, rows, R..., shift...}` (what the models library reads back).
+    fn result(mut self) -> Vec<f64> {
+        // Flushing the buffer may add rows: count them after.
+        let r = self.store.flushed_parts();
+        let rows = self.store.rows as f64;
+        let mut v = match &self.pass {
+            Pass::Plain => vec![rows, self.skipped as f64],
+            Pass::Weighted {
+                deviance, extreme, ..
+            } => vec![*deviance, *extreme as f64, rows],
+        };
+        v.extend(r);
+        v
     }
 }
 
@@ -205,9 +419,9 @@ unsafe fn step(fcinfo: FunctionCallInfo, weighted: bool) -> Result<Datum> {
                 )?;
                 let spec = WeightSpec::from_slice(&values)
                     .ok_or_else(|| Error::msg("bad alps.irls specification"))?;
-                State::weighted(columns, spec)
+                State::weighted(context, columns, spec)?
             } else {
-                State::plain(columns)
+                State::plain(context, columns)?
             };
             keep(context, state)?
         } else {
@@ -221,10 +435,10 @@ unsafe fn step(fcinfo: FunctionCallInfo, weighted: bool) -> Result<Datum> {
                 complete = false;
                 break;
             }
-            s.row[c] = f64::from_bits(a.value as u64);
+            s.row.get_mut()[c] = f64::from_bits(a.value as u64);
         }
         if complete {
-            s.add_row();
+            s.add_row(context)?;
         } else {
             s.skipped += 1;
         }
@@ -245,7 +459,7 @@ unsafe fn finish(fcinfo: FunctionCallInfo) -> Result<Datum> {
         }
         // The state stays owned by the context; take its contents, leave an empty shell.
         let state = &mut *(arg.value as *mut State);
-        let taken = std::mem::replace(state, State::plain(0));
+        let taken = std::mem::replace(state, State::EMPTY);
         Ok(taken.result().to_datum()?.unwrap_or(0))
     }
 }
@@ -267,7 +481,13 @@ unsafe fn combine(fcinfo: FunctionCallInfo) -> Result<Datum> {
             (true, false) => {
                 // The second state belongs to another context: copy it into ours.
                 let theirs = &mut *(b.value as *mut State);
-                let copy = std::mem::replace(theirs, State::plain(0));
+                let copy = State {
+                    columns: theirs.columns,
+                    skipped: theirs.skipped,
+                    row: PgSlice::zeroed(context, theirs.columns)?,
+                    store: theirs.store.copy_into(context)?,
+                    pass: std::mem::replace(&mut theirs.pass, Pass::Plain),
+                };
                 Ok(keep(context, copy)? as Datum)
             }
             (false, false) => {
@@ -290,15 +510,15 @@ unsafe fn serialize(fcinfo: FunctionCallInfo) -> Result<Datum> {
     unsafe {
         let arg = *(*fcinfo).args.as_ptr();
         let state = &mut *(arg.value as *mut State);
-        let taken = std::mem::replace(state, State::plain(0));
+        let taken = std::mem::replace(state, State::EMPTY);
         let (kind, columns, skipped) = (
-            matches!(taken.pass, Pass::Weighted(_)),
+            matches!(taken.pass, Pass::Weighted { .. }),
             taken.columns,
             taken.skipped,
         );
         let spec = match &taken.pass {
-            Pass::Weighted(acc) => acc.spec().to_vec(),
-            Pass::Plain { .. } => Vec::new(),
+            Pass::Weighted { spec, .. } => spec.to_vec(),
+            Pass::Plain => Vec::new(),
         };
         let mut out = vec![
             f64::from(u8::from(kind)),
@@ -334,23 +554,31 @@ unsafe fn deserialize(fcinfo: FunctionCallInfo) -> Result<Datum> {
         );
         let spec = &v[4..4 + spec_len];
         let payload = &v[4 + spec_len..];
-        let state = if weighted {
+        let mut state = if weighted {
             let spec = WeightSpec::from_slice(spec).ok_or_else(bad)?;
-            let acc = WeightedAccumulator::restore(spec, payload).ok_or_else(bad)?;
-            State {
-                columns,
-                skipped,
-                row: vec![0.0; columns],
-                pass: Pass::Weighted(acc),
+            if payload.len() < 3 {
+                return Err(bad());
             }
-        } else {
-            let mut state = State::plain(columns);
-            state.skipped = skipped;
-            if let Pass::Plain { triangle, .. } = &mut state.pass {
-                *triangle = Triangle::from_parts(columns + 1, payload[0] as u64, &payload[2..]);
+            let width = spec.supports.len() + 2;
+            let mut state = State::weighted(context, columns, spec)?;
+            state.store = Store::restore(context, width, payload[2] as u64, &payload[3..])?;
+            if let Pass::Weighted {
+                deviance, extreme, ..
+            } = &mut state.pass
+            {
+                *deviance = payload[0];
+                *extreme = payload[1] as u64;
             }
             state
+        } else {
+            if payload.len() < 2 {
+                return Err(bad());
+            }
+            let mut state = State::plain(context, columns)?;
+            state.store = Store::restore(context, columns + 1, payload[0] as u64, &payload[2..])?;
+            state
         };
+        state.skipped = skipped;
         Ok(keep(context, state)? as Datum)
     }
 }

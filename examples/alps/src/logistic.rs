@@ -306,6 +306,39 @@ pub struct WeightSpec {
 }
 
 impl WeightSpec {
+    /// One complete data row (all columns) as a row of the weighted least squares of the
+    /// Newton step, `sqrt(w) [1, standardized supports, z]`, written to `out` (supports + 2
+    /// values). Returns the row's deviance and whether its fitted probability is extreme.
+    pub fn weigh(&self, row: &[f64], out: &mut [f64]) -> (f64, bool) {
+        let p = self.supports.len() + 1;
+        let mut eta = self.beta[0];
+        out[0] = 1.0;
+        for (c, &j) in self.supports.iter().enumerate() {
+            let v = (row[j] - self.scaling.means[c]) / self.scaling.scales[c];
+            eta += self.beta[c + 1] * v;
+            out[c + 1] = v;
+        }
+        let y = row[self.target];
+        // One exponential serves both the probability and the log-likelihood.
+        let e = (-eta.abs()).exp();
+        let mu = if eta >= 0.0 {
+            1.0 / (1.0 + e)
+        } else {
+            e / (1.0 + e)
+        };
+        let extreme = !(1e-8..=1.0 - 1e-8).contains(&mu);
+        // -log P(y | eta) = log(1 + exp(eta)) - y * eta
+        let deviance = 2.0 * (eta.max(0.0) + e.ln_1p() - y * eta);
+        let w = (mu * (1.0 - mu)).max(1e-300);
+        let sw = w.sqrt();
+        let z = eta + (y - mu) / w;
+        for v in out[..p].iter_mut() {
+            *v *= sw;
+        }
+        out[p] = sw * z;
+        (deviance, extreme)
+    }
+
     /// Flattened: target, number of supports, supports, means, scales, beta.
     pub fn to_vec(&self) -> Vec<f64> {
         let mut v = vec![self.target as f64, self.supports.len() as f64];
@@ -377,37 +410,11 @@ impl WeightedAccumulator {
 
     /// Adds one complete data row (all columns).
     pub fn add(&mut self, row: &[f64]) {
-        let spec = &self.spec;
-        let p = spec.supports.len() + 1;
-        let width = p + 1;
+        let width = self.spec.supports.len() + 2;
         let out = &mut self.buffer[self.buffered * width..(self.buffered + 1) * width];
-        let mut eta = spec.beta[0];
-        out[0] = 1.0;
-        for (c, &j) in spec.supports.iter().enumerate() {
-            let v = (row[j] - spec.scaling.means[c]) / spec.scaling.scales[c];
-            eta += spec.beta[c + 1] * v;
-            out[c + 1] = v;
-        }
-        let y = row[spec.target];
-        // One exponential serves both the probability and the log-likelihood.
-        let e = (-eta.abs()).exp();
-        let mu = if eta >= 0.0 {
-            1.0 / (1.0 + e)
-        } else {
-            e / (1.0 + e)
-        };
-        if !(1e-8..=1.0 - 1e-8).contains(&mu) {
-            self.extreme += 1;
-        }
-        // -log P(y | eta) = log(1 + exp(eta)) - y * eta
-        self.deviance += 2.0 * (eta.max(0.0) + e.ln_1p() - y * eta);
-        let w = (mu * (1.0 - mu)).max(1e-300);
-        let sw = w.sqrt();
-        let z = eta + (y - mu) / w;
-        for v in out[..p].iter_mut() {
-            *v *= sw;
-        }
-        out[p] = sw * z;
+        let (deviance, extreme) = self.spec.weigh(row, out);
+        self.deviance += deviance;
+        self.extreme += u64::from(extreme);
         self.buffered += 1;
         if self.buffered == BUFFER_ROWS {
             self.flush();
