@@ -567,7 +567,7 @@ fn a_retrain_rewrites_only_rows_whose_prediction_moved() {
     assert_eq!(first, Some(2000), "the first training writes every row");
     let trained_once = cluster.log_count("alps: trained 3 models on public.drift");
 
-    // One changed row moves every model a little: no prediction moves by a thousandth of a
+    // One changed row moves every model a little: no prediction moves by a hundredth of a
     // standard deviation, so nothing is rewritten.
     client
         .batch_execute(

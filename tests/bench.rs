@@ -4,6 +4,9 @@
 use std::time::Duration;
 
 use bgworker_tests::{example, test_cluster, Cluster};
+
+#[path = "bench_pgbench.rs"]
+mod pgbench;
 use postgres::Client;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -230,6 +233,8 @@ fn alps(with_4m: bool) {
     let cluster = Cluster::builder()
         .preload(example("alps"))
         .setting("alps.naptime", "3600")
+        // As measured before: PostgreSQL's parallel workers share the passes.
+        .setting("alps.max_parallel_workers", "2")
         .setting("autovacuum", "off")
         .setting("shared_buffers", "1GB")
         .setting("max_wal_size", "4GB")
@@ -339,5 +344,8 @@ fn main() {
     }
     if all || which.iter().any(|w| w == "alps") {
         alps(!which.iter().any(|w| w == "--no-4m"));
+    }
+    if all || which.iter().any(|w| w == "pgbench") {
+        pgbench::run(3, 20);
     }
 }

@@ -62,9 +62,17 @@ pub static EXCLUDE_TABLES: GucString = GucString::new(
 pub static MIN_CHANGE: GucReal = GucReal::new(
     c"alps.min_change",
     c"Rewrite a prediction only when it moved by more than this many standard deviations of its column (0: any change).",
-    0.001,
+    0.01,
     0.0,
     1e6,
+)
+.context(GucContext::Sighup);
+pub static MAX_PARALLEL_WORKERS: GucInt = GucInt::new(
+    c"alps.max_parallel_workers",
+    c"Parallel workers each pass over a table may use (0: ALPS takes one core).",
+    0,
+    0,
+    1024,
 )
 .context(GucContext::Sighup);
 pub static MAX_ITERATIONS: GucInt = GucInt::new(
@@ -191,7 +199,13 @@ bgworker::pg_init!({
     ] {
         guc.define()?;
     }
-    for guc in [&NAPTIME, &MAX_ITERATIONS, &BATCH_PAGES, &LOCK_TIMEOUT] {
+    for guc in [
+        &NAPTIME,
+        &MAX_ITERATIONS,
+        &BATCH_PAGES,
+        &LOCK_TIMEOUT,
+        &MAX_PARALLEL_WORKERS,
+    ] {
         guc.define()?;
     }
     TOLERANCE.define()?;

@@ -186,6 +186,12 @@ pub fn polite(spi: &mut Spi) -> Result<()> {
     // Compiling the passes with LLVM costs more memory (it grows with the optimisation tiers
     // that larger tables reach) than it saves time: the work is in the aggregate.
     spi.execute("SET LOCAL jit = off", &[])?;
+    // Background work takes one core unless told otherwise, as autovacuum does.
+    let workers = crate::MAX_PARALLEL_WORKERS.get().to_string();
+    spi.execute(
+        "SELECT set_config('max_parallel_workers_per_gather', $1, true)",
+        &[&workers],
+    )?;
     Ok(())
 }
 
