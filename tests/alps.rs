@@ -707,12 +707,15 @@ fn training_and_writing_show_their_progress() {
     blocker.batch_execute("ROLLBACK").unwrap();
     assert!(cluster.poll(WAIT, || status(&mut client, "slow").is_some()));
 
-    // Writing waits for a locked row: the worker shows how far it got.
+    // Writing waits for a locked row (one whose prediction moves a lot): the worker shows
+    // how far it got.
     blocker
-        .batch_execute("BEGIN; SELECT 1 FROM slow WHERE x = 1 FOR UPDATE")
+        .batch_execute("BEGIN; SELECT 1 FROM slow WHERE x = 2500 FOR UPDATE")
         .unwrap();
     client
-        .batch_execute("UPDATE slow SET y = 3 * y WHERE x > 1; ANALYZE slow; SELECT alps.wake();")
+        .batch_execute(
+            "UPDATE slow SET y = 3 * y WHERE x <> 2500; ANALYZE slow; SELECT alps.wake();",
+        )
         .unwrap();
     assert!(
         cluster.poll(WAIT, || alps_activity(&mut client)
