@@ -538,6 +538,24 @@ fn schemas_can_be_included_or_excluded_and_keys_are_never_modelled() {
     assert!(column_exists(&mut client, "inc", "t", "y__predicted"));
 }
 
+/// Makes this session's statistics visible to ALPS now: 15+ flush on request; 14's
+/// collector takes a backend's counts at the end of a transaction at least 500 ms after its
+/// previous report, and an idle session never sends them.
+fn flush_stats(client: &mut Client) {
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .unwrap()
+        .get(0);
+    if version >= 150000 {
+        client
+            .batch_execute("SELECT pg_stat_force_next_flush()")
+            .unwrap();
+    } else {
+        client.batch_execute("SELECT pg_sleep(0.6)").unwrap();
+        client.batch_execute("SELECT 1").unwrap();
+    }
+}
+
 /// alps.tables' view of one table: (outcome, rows_written).
 fn status(client: &mut Client, table: &str) -> Option<(Option<String>, Option<i64>)> {
     client
@@ -570,9 +588,11 @@ fn a_retrain_rewrites_only_rows_whose_prediction_moved() {
     // One changed row moves every model a little: no prediction moves by a hundredth of a
     // standard deviation, so nothing is rewritten.
     client
-        .batch_execute(
-            "UPDATE drift SET y = y + 1 WHERE x = 1000; ANALYZE drift; SELECT alps.wake();",
-        )
+        .batch_execute("UPDATE drift SET y = y + 1 WHERE x = 1000")
+        .unwrap();
+    flush_stats(&mut client);
+    client
+        .batch_execute("ANALYZE drift; SELECT alps.wake();")
         .unwrap();
     assert!(cluster.poll(WAIT, || cluster
         .log_count("alps: trained 3 models on public.drift")
@@ -591,9 +611,11 @@ fn a_retrain_rewrites_only_rows_whose_prediction_moved() {
     std::thread::sleep(Duration::from_secs(2));
     let trained_twice = cluster.log_count("alps: trained 3 models on public.drift");
     client
-        .batch_execute(
-            "UPDATE drift SET y = y + 1 WHERE x = 1001; ANALYZE drift; SELECT alps.wake();",
-        )
+        .batch_execute("UPDATE drift SET y = y + 1 WHERE x = 1001")
+        .unwrap();
+    flush_stats(&mut client);
+    client
+        .batch_execute("ANALYZE drift; SELECT alps.wake();")
         .unwrap();
     assert!(cluster.poll(WAIT, || cluster
         .log_count("alps: trained 3 models on public.drift")
@@ -713,9 +735,11 @@ fn training_and_writing_show_their_progress() {
         .batch_execute("BEGIN; SELECT 1 FROM slow WHERE x = 2500 FOR UPDATE")
         .unwrap();
     client
-        .batch_execute(
-            "UPDATE slow SET y = 3 * y WHERE x <> 2500; ANALYZE slow; SELECT alps.wake();",
-        )
+        .batch_execute("UPDATE slow SET y = 3 * y WHERE x <> 2500")
+        .unwrap();
+    flush_stats(&mut client);
+    client
+        .batch_execute("ANALYZE slow; SELECT alps.wake();")
         .unwrap();
     assert!(
         cluster.poll(WAIT, || alps_activity(&mut client)
