@@ -128,6 +128,17 @@ fn rows_read_into_structs_and_wrong_types_are_clear_errors() {
         "{err}"
     );
 
+    // More rows than `query_opt` takes: a typed error with PL/pgSQL's SQLSTATE.
+    let err = client
+        .query_one("SELECT read_as_int4('SELECT 1 UNION ALL SELECT 2')", &[])
+        .unwrap_err();
+    let db = err.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "P0003", "{db:?}");
+    assert_eq!(
+        db.message(),
+        "the query returned 2 rows; at most one was expected"
+    );
+
     // The session is fine after all of that.
     let n: i32 = client
         .query_one("SELECT read_as_int4('SELECT 7')", &[])

@@ -167,6 +167,8 @@ impl fmt::Display for PgError {
 /// use bgworker::{Error, SqlState};
 /// let e = Error::msg("something broke");
 /// assert_eq!(e.sqlstate(), SqlState::INTERNAL_ERROR);
+/// assert_eq!(Error::NoRows.sqlstate().as_str(), "P0002");
+/// assert_eq!(Error::TooManyRows { count: 2 }.to_string(), "the query returned 2 rows; at most one was expected");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -191,6 +193,15 @@ pub enum Error {
     WrongContext(String),
     /// No background worker slot was free.
     NoFreeWorkerSlot,
+    /// A query that must return one row returned none (`query_one`); SQLSTATE `P0002`,
+    /// PL/pgSQL's `no_data_found`.
+    NoRows,
+    /// A query that must return at most one row returned more (`query_one`, `query_opt`);
+    /// SQLSTATE `P0003`, PL/pgSQL's `too_many_rows`.
+    TooManyRows {
+        /// How many rows it returned.
+        count: u64,
+    },
     /// A value could not be converted between SQL and Rust.
     Conversion(String),
     /// Any other failure, with its message.
@@ -210,6 +221,8 @@ impl Error {
             Error::TooLong { .. } | Error::Nul { .. } => SqlState::INVALID_PARAMETER_VALUE,
             Error::WrongContext(_) => SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
             Error::NoFreeWorkerSlot => SqlState::INSUFFICIENT_RESOURCES,
+            Error::NoRows => SqlState::NO_DATA_FOUND,
+            Error::TooManyRows { .. } => SqlState::TOO_MANY_ROWS,
             Error::Conversion(_) => SqlState::DATATYPE_MISMATCH,
             Error::Other(_) => SqlState::INTERNAL_ERROR,
         }
@@ -239,6 +252,10 @@ impl fmt::Display for Error {
             Error::NoFreeWorkerSlot => f.write_str(
                 "could not register background worker: no free slot (max_worker_processes is reached)",
             ),
+            Error::NoRows => f.write_str("the query returned no rows; one was expected"),
+            Error::TooManyRows { count } => {
+                write!(f, "the query returned {count} rows; at most one was expected")
+            }
         }
     }
 }

@@ -531,22 +531,24 @@ impl Spi {
         take_rows()
     }
 
-    /// Runs a query that must return exactly one row.
+    /// Runs a query that must return exactly one row: [`Error::NoRows`] or
+    /// [`Error::TooManyRows`] otherwise.
     pub fn query_one<R: FromRow>(&mut self, sql: &str, params: &[&dyn ToSql]) -> Result<R> {
         let mut rows = self.query::<R>(sql, params)?;
         match rows.len() {
             1 => Ok(rows.remove(0)),
-            n => Err(Error::msg(format!("expected one row, got {n}"))),
+            0 => Err(Error::NoRows),
+            n => Err(Error::TooManyRows { count: n as u64 }),
         }
     }
 
-    /// Runs a query that returns at most one row.
+    /// Runs a query that returns at most one row: [`Error::TooManyRows`] otherwise.
     pub fn query_opt<R: FromRow>(&mut self, sql: &str, params: &[&dyn ToSql]) -> Result<Option<R>> {
         let mut rows = self.query::<R>(sql, params)?;
         match rows.len() {
             0 => Ok(None),
             1 => Ok(Some(rows.remove(0))),
-            n => Err(Error::msg(format!("expected at most one row, got {n}"))),
+            n => Err(Error::TooManyRows { count: n as u64 }),
         }
     }
 
@@ -659,7 +661,8 @@ impl Spi {
         let mut rows = self.query_prepared::<R>(stmt, params)?;
         match rows.len() {
             1 => Ok(rows.remove(0)),
-            n => Err(Error::msg(format!("expected one row, got {n}"))),
+            0 => Err(Error::NoRows),
+            n => Err(Error::TooManyRows { count: n as u64 }),
         }
     }
 
