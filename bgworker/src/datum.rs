@@ -461,13 +461,14 @@ unsafe impl<T: ToSql + SqlType> ArrayElement for Option<T> {
     const ELEMENT_OID: Oid = T::OID;
 }
 
-struct TypeLayout {
+pub(crate) struct TypeLayout {
     len: i16,
-    by_val: bool,
+    pub(crate) by_val: bool,
     align: c_char,
 }
 
-fn type_layout(oid: Oid) -> Result<TypeLayout> {
+/// A type's length, by-value flag and alignment, from the catalog.
+pub(crate) fn type_layout(oid: Oid) -> Result<TypeLayout> {
     let mut layout = TypeLayout {
         len: 0,
         by_val: false,

@@ -126,11 +126,17 @@ impl Call {
     }
 
     /// The declared result type, resolved through domains to the type its values have.
-    fn declared_return_type(&self) -> Result<Oid> {
+    ///
+    /// `expected` is the Rust value's type: when the call's expression says exactly that,
+    /// the catalog is not consulted (the common case, on every call).
+    fn declared_return_type(&self, expected: Oid) -> Result<Oid> {
         let fcinfo = self.fcinfo;
         // SAFETY: flinfo is valid for the call; returns InvalidOid when the call has no
         // expression (a direct call).
         let mut oid = guard(|| unsafe { pg_sys::get_fn_expr_rettype((*fcinfo).flinfo) })?;
+        if oid == expected && oid != pg_sys::InvalidOid {
+            return Ok(oid);
+        }
         if oid == pg_sys::InvalidOid {
             // SAFETY: as above; fn_oid is the called function's OID.
             let fn_oid = unsafe { (*fcinfo).flinfo.as_ref().map_or(0, |f| f.fn_oid) };
@@ -152,8 +158,8 @@ impl Call {
     /// result type is the one the Rust value has: PostgreSQL would otherwise read the Datum
     /// as another type.
     pub fn ret<T: ToSql + ?Sized>(&self, value: &T) -> Result<Datum> {
-        let declared = self.declared_return_type()?;
         let given = value.sql_type();
+        let declared = self.declared_return_type(given)?;
         // varchar is text's representation; text results are fine for it.
         let compatible =
             declared == given || (declared == pg_sys::VARCHAROID && given == pg_sys::TEXTOID);

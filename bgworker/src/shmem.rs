@@ -526,9 +526,10 @@ impl Held<'_> {
     /// Whether this guard still holds the lock: a rollback releases all LWLocks, and the
     /// same lock may have been taken again since by another guard.
     fn valid(&self) -> bool {
-        let lock = self.lock;
-        // SAFETY: asks whether this process holds the lock; reads local state only.
-        let held = guard(|| unsafe { pg_sys::LWLockHeldByMe(lock) }).unwrap_or(false);
+        // SAFETY: scans this process's list of held LWLocks; it cannot raise an ERROR, so it
+        // needs no boundary (this runs on every access through a guard). Guards are !Send:
+        // this is the main thread.
+        let held = unsafe { pg_sys::LWLockHeldByMe(self.lock) };
         held && self.acquisitions.load(Ordering::Relaxed) == self.acquisition
     }
 

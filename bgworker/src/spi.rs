@@ -333,11 +333,7 @@ fn parameter_layout(oid: Oid, n: usize) -> Result<bool> {
             type_name(oid)
         )));
     }
-    let (mut len, mut by_value) = (0i16, false);
-    let (l, b) = (&mut len as *mut i16, &mut by_value as *mut bool);
-    // SAFETY: as above; the out pointers are valid for the call.
-    guard(|| unsafe { pg_sys::get_typlenbyval(oid, l, b) })?;
-    Ok(by_value)
+    Ok(crate::datum::type_layout(oid)?.by_val)
 }
 
 fn sql_text(sql: &str) -> Result<CString> {
