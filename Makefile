@@ -10,7 +10,6 @@
 ifdef PG_CONFIG
 export PG_CONFIG
 endif
-PG_CONFIG_CMD = $(or $(PG_CONFIG),pg_config)
 
 # Another PostgreSQL gets its own build directory, so switching majors rebuilds nothing
 # that was built before.
@@ -28,11 +27,16 @@ CARGO_FLAGS ?= --release
 EXAMPLES := hello_world worker_spi alps
 PROFILE_DIR = $(or $(CARGO_TARGET_DIR),target)/release
 
-# Evaluated when used, so that `make test` can install pg_config first.
-PKGLIBDIR = $(shell $(PG_CONFIG_CMD) --pkglibdir)
-EXTDIR = $(shell $(PG_CONFIG_CMD) --sharedir)/extension
+# The PGXS-style pieces (install without overwriting a mapped .so, install scripts from the
+# libraries' declarations) live in one place, shared with templates/worker.
+include bgworker/pgxs.mk
 
-.PHONY: all build install install-files uninstall test test-major test-all setup demo bench clean lint
+# The extensions' install scripts: library:extension:source-directory.
+SCRIPTS := worker_spi alps
+TEST_WORKERS_SO = $(PROFILE_DIR)/libbgworker_test_workers.so
+script_of = contrib/$(1)/$(1)--$(call bgw_version,contrib/$(1)/$(1).control).sql
+
+.PHONY: all build install install-files uninstall test test-major test-all setup demo bench clean lint sql sql-check
 
 all: build
 
@@ -42,31 +46,35 @@ build:
 setup:
 	@scripts/setup.sh
 
-# Never overwrite a mapped .so in place (running backends would crash): copy to a
-# temporary name in the same directory, then rename over the old file.
+# Never overwrite a mapped .so in place (running backends would crash): bgw_install_lib
+# copies to a temporary name in the same directory, then renames over the old file.
 install: build install-files
 
 # The copying half of `install`, for when the libraries are already built.
 install-files:
-	install -d '$(DESTDIR)$(PKGLIBDIR)' '$(DESTDIR)$(EXTDIR)'
-	@set -e; for e in $(EXAMPLES); do \
-		tmp='$(DESTDIR)$(PKGLIBDIR)'/.$$e.so.new.$$$$; \
-		install -m 755 $(PROFILE_DIR)/examples/lib$$e.so "$$tmp"; \
-		mv -f "$$tmp" '$(DESTDIR)$(PKGLIBDIR)'/$$e.so; \
-		echo "installed $(DESTDIR)$(PKGLIBDIR)/$$e.so"; \
-	done
-	@set -e; for f in $(wildcard contrib/*/*.control contrib/*/*.sql); do \
-		install -m 644 $$f '$(DESTDIR)$(EXTDIR)'/; \
-		echo "installed $(DESTDIR)$(EXTDIR)/$$(basename $$f)"; \
-	done
+	@$(foreach e,$(EXAMPLES),$(call bgw_install_lib,$(PROFILE_DIR)/examples/lib$(e).so,$(e)) && ) true
+	@$(call bgw_install_data,$(wildcard contrib/*/*.control contrib/*/*.sql))
+
+# Writes the install scripts (and the test workers' function list) from the declarations
+# that sql_function! and sql_aggregate! put into the built libraries.
+sql: build
+	$(CARGO) build $(CARGO_FLAGS) -p bgworker-test-workers
+	@$(foreach e,$(SCRIPTS),$(call bgw_sql,$(PROFILE_DIR)/examples/lib$(e).so,contrib/$(e)/$(e).sql.in,$(call script_of,$(e))) && ) true
+	@$(call bgw_sql,$(TEST_WORKERS_SO),tests/workers/test_workers.sql.in,tests/workers/test_workers.sql)
+
+# Fails when a committed script is not what `make sql` would write (run by `make test`).
+sql-check:
+	@$(foreach e,$(SCRIPTS),$(call bgw_sql_check,$(PROFILE_DIR)/examples/lib$(e).so,contrib/$(e)/$(e).sql.in,$(call script_of,$(e))) && ) true
+	@$(call bgw_sql_check,$(TEST_WORKERS_SO),tests/workers/test_workers.sql.in,tests/workers/test_workers.sql)
+	@echo "install scripts match the libraries' declarations"
 
 uninstall:
-	@for e in $(EXAMPLES); do rm -f '$(DESTDIR)$(PKGLIBDIR)'/$$e.so; done
-	@for f in $(wildcard contrib/*/*.control contrib/*/*.sql); do rm -f '$(DESTDIR)$(EXTDIR)'/$$(basename $$f); done
+	@$(call bgw_uninstall,$(EXAMPLES),$(wildcard contrib/*/*.control contrib/*/*.sql))
 
 test: setup
 	$(CARGO) build $(CARGO_FLAGS) -p bgworker-examples -p alps --examples
 	$(CARGO) build $(CARGO_FLAGS) -p bgworker-test-workers
+	$(MAKE) --no-print-directory sql-check
 	$(CARGO) test $(CARGO_FLAGS) -p bgworker --features testing
 	$(CARGO) test $(CARGO_FLAGS) -p bgworker-tests
 

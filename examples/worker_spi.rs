@@ -157,7 +157,12 @@ fn initialize(name: &str, schema: &str) -> Result<()> {
 
 bgworker::sql_function! {
     /// Starts a dynamic worker for `schema<index>`; its pid, or NULL when no slot is free.
-    fn worker_spi_launch(index: i32, dboid: u32, roleoid: u32, flags: Vec<String>) -> Option<i32> {
+    fn worker_spi_launch(
+        index: i32,
+        dboid: u32 = "0",
+        roleoid: u32 = "0",
+        flags: Vec<String> = "'{}'",
+    ) -> Option<i32> {
         let mut target = Target { database: dboid, role: roleoid, allow_connections: false, role_login_check: false };
         for flag in &flags {
             match flag.as_str() {

@@ -24,37 +24,11 @@ fn built(relative: &str) -> PathBuf {
     path
 }
 
-/// `CREATE FUNCTION` statements for the SQL functions of the test workers library.
-pub const TEST_FUNCTIONS: &str = r#"
-CREATE FUNCTION guc_values() RETURNS text AS 'bgworker_test_workers' LANGUAGE C;
-CREATE FUNCTION launch(text, text DEFAULT NULL) RETURNS int4 AS 'bgworker_test_workers' LANGUAGE C;
-CREATE FUNCTION launch_error(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
-CREATE FUNCTION launch_and_stop() RETURNS text AS 'bgworker_test_workers' LANGUAGE C;
-CREATE FUNCTION registration_errors() RETURNS text[] AS 'bgworker_test_workers' LANGUAGE C;
-CREATE FUNCTION read_pairs(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
-CREATE FUNCTION read_as_int4(text) RETURNS int4 AS 'bgworker_test_workers' LANGUAGE C STRICT;
-CREATE FUNCTION quote_ident_rs(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
-CREATE FUNCTION quote_literal_rs(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
-CREATE FUNCTION fail_with(text, text) RETURNS void AS 'bgworker_test_workers' LANGUAGE C STRICT;
-CREATE FUNCTION panic_with(text) RETURNS void AS 'bgworker_test_workers' LANGUAGE C STRICT;
-CREATE FUNCTION try_statement(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
-CREATE FUNCTION shmem_bump(int8) RETURNS int8[] AS 'bgworker_test_workers' LANGUAGE C STRICT;
-CREATE FUNCTION shmem_read() RETURNS int8[] AS 'bgworker_test_workers' LANGUAGE C;
-CREATE FUNCTION mq_echo(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
-CREATE FUNCTION param_void() RETURNS text AS 'bgworker_test_workers' LANGUAGE C;
-CREATE FUNCTION int8_as_int8() RETURNS int8 AS 'bgworker_test_workers', 'int8_result' LANGUAGE C;
-CREATE FUNCTION int8_as_text() RETURNS text AS 'bgworker_test_workers', 'int8_result' LANGUAGE C;
-CREATE FUNCTION int8_as_void() RETURNS void AS 'bgworker_test_workers', 'int8_result' LANGUAGE C;
-CREATE FUNCTION handle_outlives_spi() RETURNS text AS 'bgworker_test_workers' LANGUAGE C;
-CREATE FUNCTION queue_outlives_spi(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
-CREATE FUNCTION lock_released_under_guard(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
-CREATE FUNCTION from_thread() RETURNS text AS 'bgworker_test_workers' LANGUAGE C;
-CREATE FUNCTION dsm_misuse() RETURNS text[] AS 'bgworker_test_workers' LANGUAGE C;
-CREATE FUNCTION own_writes() RETURNS text AS 'bgworker_test_workers' LANGUAGE C;
-CREATE FUNCTION insert_then_ignore_error(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
-CREATE FUNCTION swallow_spi_error() RETURNS text AS 'bgworker_test_workers' LANGUAGE C;
-CREATE FUNCTION error_in_subtransaction() RETURNS text AS 'bgworker_test_workers' LANGUAGE C;
-"#;
+/// `CREATE FUNCTION` statements for the SQL functions of the test workers library: the
+/// script `make sql` generates from the library's own declarations (and `make test` checks).
+pub fn test_functions() -> String {
+    include_str!("workers/test_workers.sql").replace("MODULE_PATHNAME", "bgworker_test_workers")
+}
 
 /// The echo functions: (SQL type, Rust-side name stem), each as `echo_<stem>` (fmgr) and
 /// `spi_echo_<stem>` (through SPI).
@@ -86,23 +60,8 @@ pub fn test_cluster(settings: &[(&str, &str)]) -> Cluster {
     let cluster = builder.start();
     let mut client = cluster.connect();
     client
-        .batch_execute(TEST_FUNCTIONS)
+        .batch_execute(&test_functions())
         .expect("create test functions");
-    for (sql_type, stem) in ECHO_TYPES {
-        let strict = if stem.starts_with("nullable") {
-            ""
-        } else {
-            "STRICT"
-        };
-        for prefix in ["echo", "spi_echo"] {
-            client
-                .batch_execute(&format!(
-                    "CREATE FUNCTION {prefix}_{stem}({sql_type}) RETURNS {sql_type} \
-                     AS 'bgworker_test_workers' LANGUAGE C {strict}"
-                ))
-                .expect("create echo function");
-        }
-    }
     cluster
 }
 

@@ -96,6 +96,7 @@ pub unsafe trait FromSql: Sized {
 /// use bgworker::datum::SqlType;
 /// assert_eq!(i32::OID, 23);
 /// assert_eq!(String::OID, 25);
+/// assert_eq!(f64::NAME, "double precision");
 /// ```
 ///
 /// # Safety
@@ -103,19 +104,32 @@ pub unsafe trait FromSql: Sized {
 pub unsafe trait SqlType {
     /// The type's OID.
     const OID: Oid;
+    /// The type's name in SQL declarations (`integer`, `double precision`); for an array,
+    /// its element's.
+    const NAME: &'static str;
+    /// Whether the type is an array of `NAME`.
+    const ARRAY: bool = false;
 }
 
 macro_rules! sql_type {
-    ($($t:ty => $oid:expr),* $(,)?) => {
+    ($($t:ty => $oid:expr, $name:literal;)*) => {
         // SAFETY: the OID each of these types' ToSql reports.
-        $(unsafe impl SqlType for $t { const OID: Oid = $oid; })*
+        $(unsafe impl SqlType for $t { const OID: Oid = $oid; const NAME: &'static str = $name; })*
     };
 }
 sql_type! {
-    bool => pg_sys::BOOLOID, i16 => pg_sys::INT2OID, i32 => pg_sys::INT4OID,
-    i64 => pg_sys::INT8OID, f32 => pg_sys::FLOAT4OID, f64 => pg_sys::FLOAT8OID,
-    u32 => pg_sys::OIDOID, String => pg_sys::TEXTOID, &str => pg_sys::TEXTOID,
-    Numeric => pg_sys::NUMERICOID, Vec<u8> => pg_sys::BYTEAOID, &[u8] => pg_sys::BYTEAOID,
+    bool => pg_sys::BOOLOID, "boolean";
+    i16 => pg_sys::INT2OID, "smallint";
+    i32 => pg_sys::INT4OID, "integer";
+    i64 => pg_sys::INT8OID, "bigint";
+    f32 => pg_sys::FLOAT4OID, "real";
+    f64 => pg_sys::FLOAT8OID, "double precision";
+    u32 => pg_sys::OIDOID, "oid";
+    String => pg_sys::TEXTOID, "text";
+    &str => pg_sys::TEXTOID, "text";
+    Numeric => pg_sys::NUMERICOID, "numeric";
+    Vec<u8> => pg_sys::BYTEAOID, "bytea";
+    &[u8] => pg_sys::BYTEAOID, "bytea";
 }
 
 fn null_error<T>() -> Error {
@@ -449,16 +463,20 @@ unsafe impl<T: FromSql> FromSql for Option<T> {
 pub unsafe trait ArrayElement: ToSql {
     /// The element's SQL type.
     const ELEMENT_OID: Oid;
+    /// The element type's SQL name.
+    const ELEMENT_NAME: &'static str;
 }
 
 // SAFETY: SqlType's OID is the type of its values.
 unsafe impl<T: ToSql + SqlType> ArrayElement for T {
     const ELEMENT_OID: Oid = T::OID;
+    const ELEMENT_NAME: &'static str = T::NAME;
 }
 
 // SAFETY: as above; None is a NULL element.
 unsafe impl<T: ToSql + SqlType> ArrayElement for Option<T> {
     const ELEMENT_OID: Oid = T::OID;
+    const ELEMENT_NAME: &'static str = T::NAME;
 }
 
 pub(crate) struct TypeLayout {
@@ -606,6 +624,8 @@ where
 // SAFETY: the array type of the element, as `Vec<T>`'s ToSql reports.
 unsafe impl<T: ArrayFromSql + ArrayElement> SqlType for Vec<T> {
     const OID: Oid = array_oid(T::ELEMENT_OID);
+    const NAME: &'static str = T::ELEMENT_NAME;
+    const ARRAY: bool = true;
 }
 
 // SAFETY: reads exactly the types it accepts (varlenas, arrays, or forwards).

@@ -3,13 +3,14 @@
 //! Arguments and results go through the same [`FromSql`]/[`ToSql`] traits as SPI; an `Err`
 //! or a panic in the body is raised as a SQL ERROR with its SQLSTATE.
 //!
-//! ```ignore
+//! ```no_run
 //! bgworker::sql_function! {
 //!     fn greet(name: Option<String>) -> String {
 //!         Ok(format!("hello, {}", name.as_deref().unwrap_or("stranger")))
 //!     }
 //! }
-//! // CREATE FUNCTION greet(text) RETURNS text AS 'MODULE_PATHNAME', 'greet' LANGUAGE C;
+//! // The library declares: CREATE FUNCTION "greet"("name" text) RETURNS text
+//! //   AS 'MODULE_PATHNAME', 'greet' LANGUAGE c VOLATILE PARALLEL UNSAFE;
 //! ```
 
 use crate::datum::{FromSql, ToSql};
@@ -23,20 +24,76 @@ pub static FINFO_V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_ver
 
 /// Declares a SQL-callable function. Write it as a Rust function returning a plain value
 /// (`Option<T>` for a nullable result, `()` for `void`); it runs as `Result<T>` so `?` works.
-/// The macro exports the C symbol `name` and its `pg_finfo_name` record.
+/// The macro exports the C symbol `name` and its `pg_finfo_name` record, and writes the
+/// function's `CREATE FUNCTION` into the library (see [`sql`](crate::sql)), also available
+/// as `name::DECLARATION`.
 ///
-/// ```ignore
+/// * The SQL types come from the Rust types ([`SignatureType`](crate::sql::SignatureType)).
+/// * The function is `STRICT` (NULL in, NULL out, body not called) unless an argument is an
+///   `Option`.
+/// * `#[sql(...)]` lists [`Options`](crate::sql::Options): `immutable`, `stable`,
+///   `parallel_safe`, `parallel_restricted`, `schema = "..."`, `name = "..."`,
+///   `created_at_run_time`.
+/// * An argument may have a SQL default: `flags: Vec<String> = "'{}'"` (the string is SQL).
+///
+/// ```no_run
 /// bgworker::sql_function! {
-///     fn add_one(x: i32) -> i32 {
-///         x.checked_add(1).ok_or_else(|| bgworker::Error::msg("integer out of range"))
+///     /// Adds one, refusing to overflow.
+///     #[sql(immutable, parallel_safe)]
+///     fn add_one(x: i32, step: i32 = "1") -> i32 {
+///         x.checked_add(step).ok_or_else(|| bgworker::Error::msg("integer out of range"))
 ///     }
 /// }
-/// // CREATE FUNCTION add_one(int4) RETURNS int4 AS 'MODULE_PATHNAME', 'add_one' LANGUAGE C STRICT;
+/// assert_eq!(
+///     add_one::DECLARATION.to_sql("", false),
+///     "CREATE FUNCTION \"add_one\"(\"x\" integer, \"step\" integer DEFAULT 1) \
+///      RETURNS integer AS 'MODULE_PATHNAME', 'add_one' LANGUAGE c IMMUTABLE STRICT \
+///      PARALLEL SAFE;"
+/// );
 /// ```
 #[macro_export]
 macro_rules! sql_function {
-    ($(#[$attr:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
+    ($(#[$($attr:tt)*])* fn $name:ident ($($args:tt)*) -> $ret:ty $body:block) => {
+        $crate::__sql_function! { [] [] $(#[$($attr)*])* fn $name ($($args)*) -> $ret $body }
+    };
+}
+
+/// [`sql_function!`]'s work: sorts `#[sql(...)]` from the other attributes, then expands.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __sql_function {
+    ([$($kept:tt)*] [$($opts:tt)*] #[sql($($o:tt)*)] $($rest:tt)*) => {
+        $crate::__sql_function! { [$($kept)*] [$($o)*] $($rest)* }
+    };
+    ([$($kept:tt)*] [$($opts:tt)*] #[$($a:tt)*] $($rest:tt)*) => {
+        $crate::__sql_function! { [$($kept)* #[$($a)*]] [$($opts)*] $($rest)* }
+    };
+    ([$($attr:tt)*] [$($opts:tt)*]
+     fn $name:ident($($arg:ident : $ty:ty $(= $default:literal)?),* $(,)?) -> $ret:ty $body:block) => {
+        #[allow(missing_docs, non_snake_case)]
+        #[doc = concat!("The SQL declaration of `", stringify!($name), "`.")]
+        pub mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            /// The `CREATE FUNCTION` statement's parts.
+            pub const DECLARATION: $crate::sql::Declaration = $crate::sql::Declaration::function(
+                stringify!($name),
+                $crate::__sql_options!($($opts)*),
+                &[$($crate::sql::Argument {
+                    name: stringify!($arg),
+                    sql_type: <$ty as $crate::sql::SignatureType>::SQL,
+                    default: $crate::__sql_default!($($default)?),
+                }),*],
+                <$ret as $crate::sql::SignatureType>::SQL,
+            );
+        }
+
         const _: () = {
+            const LEN: usize = $name::DECLARATION.record_len();
+            #[used]
+            #[export_name = concat!("bgworker_sql_", stringify!($name))]
+            static RECORD: [u8; LEN] = $name::DECLARATION.record::<LEN>();
+
             #[export_name = concat!("pg_finfo_", stringify!($name))]
             extern "C" fn finfo() -> *const $crate::pg_sys::Pg_finfo_record {
                 &$crate::fmgr::FINFO_V1
@@ -44,7 +101,7 @@ macro_rules! sql_function {
 
             #[export_name = stringify!($name)]
             extern "C" fn call(fcinfo: $crate::pg_sys::FunctionCallInfo) -> $crate::pg_sys::Datum {
-                $(#[$attr])*
+                $($attr)*
                 #[allow(clippy::unnecessary_wraps)]
                 fn body($($arg: $ty),*) -> $crate::Result<$ret> $body
 
@@ -58,6 +115,18 @@ macro_rules! sql_function {
                 unsafe { $crate::entry::run_returning(run) }
             }
         };
+    };
+}
+
+/// An argument's default: `None`, or the SQL text given.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __sql_default {
+    () => {
+        None
+    };
+    ($default:literal) => {
+        Some($default)
     };
 }
 

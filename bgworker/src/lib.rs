@@ -14,6 +14,7 @@
 //! | [`shmem`] | `ShmemInitStruct`, `shmem_request_hook`, named LWLock tranches |
 //! | [`dsm`] | `dsm_create`/`dsm_attach`, `shm_mq` |
 //! | [`fmgr`] | `PG_FUNCTION_INFO_V1`: [`sql_function!`] |
+//! | [`sql`] | the `CREATE FUNCTION` statements of an extension script, from the Rust code |
 //! | [`elog`] | `ereport`, `elog` |
 //! | [`security`] | `SetUserIdAndSecContext`, security-restricted operations |
 //! | [`guard()`] | `PG_TRY`/`PG_CATCH` around one call |
@@ -63,6 +64,7 @@ pub mod security;
 pub mod shmem;
 pub mod signals;
 pub mod spi;
+pub mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod worker;

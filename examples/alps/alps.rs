@@ -176,6 +176,7 @@ bgworker::export_worker!(Alps, "alps_main");
 
 bgworker::sql_function! {
     /// Wakes the ALPS worker for an early cycle; false when it is not running.
+    #[sql(schema = "@extschema@", name = "wake")]
     fn alps_wake() -> bool {
         let latch = LATCH.get()?.load(Ordering::Acquire);
         if latch == 0 {

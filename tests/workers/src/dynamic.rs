@@ -246,7 +246,7 @@ fn builder_for(kind: &str) -> Result<Builder> {
 
 bgworker::sql_function! {
     /// Launches a worker and waits for it to start: its pid, or NULL when no slot is free.
-    fn launch(kind: String, extra: Option<String>) -> Option<i32> {
+    fn launch(kind: String, extra: Option<String> = "NULL") -> Option<i32> {
         let mut builder = builder_for(&kind)?;
         if let Some(arg) = extra.as_deref().and_then(|e| e.strip_prefix("arg=")) {
             let arg = arg.parse().map_err(|_| Error::msg(format!("bad main argument {arg:?}")))?;

@@ -34,6 +34,7 @@ bgworker::sql_function! {
 
 // Item 4: a Rust result of another type than the declaration's.
 bgworker::sql_function! {
+    #[sql(name = "int8_as_int8")]
     fn int8_result() -> i64 {
         Ok(42)
     }
