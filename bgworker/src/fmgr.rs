@@ -151,6 +151,15 @@ impl Call {
         Ok(Call { fcinfo, next: 0 })
     }
 
+    /// For returning a value from a function whose arguments are read otherwise (an
+    /// aggregate's final function).
+    ///
+    /// # Safety
+    /// As for [`Call::new`].
+    pub(crate) unsafe fn result_of(fcinfo: pg_sys::FunctionCallInfo) -> Call {
+        Call { fcinfo, next: 0 }
+    }
+
     fn arg_type(&self, index: usize) -> Result<Oid> {
         let (fcinfo, i) = (self.fcinfo, index as i32);
         // SAFETY: flinfo is valid for the call; returns InvalidOid when not known.

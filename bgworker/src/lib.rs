@@ -14,6 +14,7 @@
 //! | [`shmem`] | `ShmemInitStruct`, `shmem_request_hook`, named LWLock tranches |
 //! | [`dsm`] | `dsm_create`/`dsm_attach`, `shm_mq` |
 //! | [`fmgr`] | `PG_FUNCTION_INFO_V1`: [`sql_function!`] |
+//! | [`aggregate`] | `CREATE AGGREGATE` support functions, `AggCheckCallContext`: [`sql_aggregate!`] |
 //! | [`sql`] | the `CREATE FUNCTION` statements of an extension script, from the Rust code |
 //! | [`elog`] | `ereport`, `elog` |
 //! | [`security`] | `SetUserIdAndSecContext`, security-restricted operations |
@@ -50,6 +51,7 @@
 
 pub use pg_sys;
 
+pub mod aggregate;
 pub mod datum;
 pub mod dsm;
 pub mod elog;

@@ -74,6 +74,11 @@ impl TypeSpelling {
     pub const fn nullable(&self) -> bool {
         self.nullable
     }
+    /// A type by its SQL name (`internal`, for aggregate support functions).
+    #[doc(hidden)]
+    pub const fn named(name: &'static str) -> TypeSpelling {
+        TypeSpelling::of(name)
+    }
     const fn of(name: &'static str) -> TypeSpelling {
         TypeSpelling {
             name,
@@ -207,10 +212,11 @@ enum Kind {
         args: &'static [Argument],
         returns: TypeSpelling,
     },
-    /// A support function whose SQL signature the author writes (`internal`, `"any"`).
-    RawFunction {
+    /// An aggregate's support function: arguments as SQL text (`internal`, `"any"`); only
+    /// the aggregate's owner needs to run it, so PUBLIC may not.
+    Support {
         args: &'static str,
-        returns: &'static str,
+        returns: TypeSpelling,
         strict: bool,
     },
     /// An aggregate over its support functions (already declared under the C symbols).
@@ -259,19 +265,19 @@ impl Declaration {
         }
     }
 
-    /// A support function with an author-written SQL signature.
+    /// An aggregate's support function, `args` in SQL.
     #[doc(hidden)]
-    pub const fn raw_function(
+    pub const fn support(
         symbol: &'static str,
         options: Options,
         args: &'static str,
-        returns: &'static str,
+        returns: TypeSpelling,
         strict: bool,
     ) -> Declaration {
         Declaration {
             symbol,
             options,
-            kind: Kind::RawFunction {
+            kind: Kind::Support {
                 args,
                 returns,
                 strict,
@@ -279,8 +285,8 @@ impl Declaration {
         }
     }
 
-    /// An aggregate; `transition`, `finish` and the parallel triple (combine, serial,
-    /// deserial) are the SQL names of its support functions.
+    /// An aggregate with state type `internal`; `transition`, `finish` and the parallel
+    /// triple (combine, serial, deserial) are the SQL names of its support functions.
     #[doc(hidden)]
     pub const fn aggregate(
         symbol: &'static str,
@@ -325,9 +331,19 @@ impl Declaration {
         }
     }
 
+    /// Whether it creates an aggregate (which `CREATE OR REPLACE` cannot update).
+    pub const fn is_aggregate(&self) -> bool {
+        matches!(self.kind, Kind::Aggregate { .. })
+    }
+
     /// The options it was declared with.
     pub const fn options(&self) -> Options {
         self.options
+    }
+
+    /// The SQL name (unquoted, without the schema).
+    pub const fn name(&self) -> &'static str {
+        self.sql_name()
     }
 
     const fn sql_name(&self) -> &'static str {
@@ -405,7 +421,7 @@ impl Declaration {
                 // With no arguments there is nothing to be NULL; say nothing.
                 self.c_body(&mut w, style, strict && !args.is_empty());
             }
-            Kind::RawFunction {
+            Kind::Support {
                 args,
                 returns,
                 strict,
@@ -413,8 +429,13 @@ impl Declaration {
                 w.push("(");
                 w.push(args);
                 w.push(") RETURNS ");
-                w.push(returns);
+                w.sql_type(returns);
                 self.c_body(&mut w, style, strict);
+                w.push(" REVOKE ALL ON FUNCTION ");
+                self.in_schema(&mut w, self.sql_name());
+                w.push("(");
+                w.push(args);
+                w.push(") FROM PUBLIC;");
             }
             Kind::Aggregate {
                 args,
@@ -425,16 +446,16 @@ impl Declaration {
                 w.push("(");
                 w.push(args);
                 w.push(") (SFUNC = ");
-                self.support(&mut w, transition);
+                self.in_schema(&mut w, transition);
                 w.push(", STYPE = internal, FINALFUNC = ");
-                self.support(&mut w, finish);
+                self.in_schema(&mut w, finish);
                 if let Some((combine, serial, deserial)) = parallel {
                     w.push(", COMBINEFUNC = ");
-                    self.support(&mut w, combine);
+                    self.in_schema(&mut w, combine);
                     w.push(", SERIALFUNC = ");
-                    self.support(&mut w, serial);
+                    self.in_schema(&mut w, serial);
                     w.push(", DESERIALFUNC = ");
-                    self.support(&mut w, deserial);
+                    self.in_schema(&mut w, deserial);
                 }
                 w.push(", PARALLEL = ");
                 w.push(self.options.parallel);
@@ -447,8 +468,8 @@ impl Declaration {
         w.len
     }
 
-    /// A support function's name, in the aggregate's schema.
-    const fn support(&self, w: &mut Writer, name: &str) {
+    /// A name in the declaration's schema.
+    const fn in_schema(&self, w: &mut Writer, name: &str) {
         if let Some(schema) = self.options.schema {
             w.push(schema);
             w.push(".");

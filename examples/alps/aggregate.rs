@@ -7,14 +7,13 @@
 //!   `{deviance, extreme, rows, R...}`.
 //!
 //! Partial states combine by stacking their R factors (another QR), so the aggregates are
-//! parallel safe. The columns must be float8 (the worker casts them).
-
-use std::ffi::c_void;
+//! parallel safe. The columns must be float8 (the worker casts them). The buffers live in
+//! the aggregate's memory context, so that PostgreSQL's memory accounting sees them.
 
 use alps_models::logistic::WeightSpec;
 use alps_models::Triangle;
-use bgworker::datum::{FromSql, ToSql};
-use bgworker::pg_sys::{self, Datum, FunctionCallInfo};
+use bgworker::aggregate::{Aggregate, Args, Buffer, Memory, ParallelAggregate};
+use bgworker::datum::SqlType;
 use bgworker::{Error, Result};
 
 /// Rows buffered before a QR update, at most; a group's buffer starts at `FIRST_ROWS` and
@@ -22,134 +21,57 @@ use bgworker::{Error, Result};
 const BUFFER_ROWS: usize = 1024;
 const FIRST_ROWS: usize = 16;
 
-/// f64 storage palloc'd in the aggregate's memory context, so that PostgreSQL's memory
-/// accounting sees it (hash aggregation spills, or an out-of-memory is an ERROR, as for any
-/// aggregate); it goes away with the context.
-struct PgSlice {
-    ptr: *mut f64,
-    len: usize,
-}
-
-impl PgSlice {
-    const EMPTY: PgSlice = PgSlice {
-        ptr: std::ptr::null_mut(),
-        len: 0,
-    };
-
-    /// `len` zeroes in `context`.
-    ///
-    /// # Safety
-    /// `context` must be a live memory context that outlives every use of the slice.
-    unsafe fn zeroed(context: pg_sys::MemoryContext, len: usize) -> Result<PgSlice> {
-        if len == 0 {
-            return Ok(PgSlice::EMPTY);
-        }
-        let bytes = len
-            .checked_mul(std::mem::size_of::<f64>())
-            .ok_or_else(|| Error::msg("alps aggregate state too large"))?;
-        let flags = (pg_sys::MCXT_ALLOC_HUGE | pg_sys::MCXT_ALLOC_ZERO) as i32;
-        // SAFETY: allocates in a live context (the caller's promise); failure is an ERROR.
-        let ptr = bgworker::guard(|| unsafe {
-            pg_sys::MemoryContextAllocExtended(context, bytes, flags)
-        })?;
-        Ok(PgSlice {
-            ptr: ptr as *mut f64,
-            len,
-        })
-    }
-
-    fn get(&self) -> &[f64] {
-        if self.len == 0 {
-            return &[];
-        }
-        // SAFETY: `len` f64 of palloc'd memory, alive with the aggregate's context.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
-    }
-
-    fn get_mut(&mut self) -> &mut [f64] {
-        if self.len == 0 {
-            return &mut [];
-        }
-        // SAFETY: as above; `&mut self` makes the access exclusive.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
-    }
-
-    /// Gives the memory back before the context ends (a buffer that grew).
-    fn free(self) {
-        if self.len > 0 {
-            let ptr = self.ptr;
-            // SAFETY: palloc'd by `zeroed` and not used again.
-            let _ = bgworker::guard(|| unsafe { pg_sys::pfree(ptr.cast()) });
-        }
-    }
-}
-
-/// A streaming QR factor (see [`Triangle`]) and its row buffer, kept in palloc'd storage
-/// between calls; a transient `Triangle` does each update.
+/// A streaming QR factor (see [`Triangle`]) and its row buffer, kept in the aggregate's
+/// memory between calls; a transient `Triangle` does each update.
 struct Store {
     width: usize,
     rows: u64,
     /// Rows of R held (at most `width`).
     kept: usize,
     /// R's rows (`width * width` places), then the shift (`width - 1`).
-    r: PgSlice,
-    buffer: PgSlice,
+    r: Buffer<f64>,
+    buffer: Buffer<f64>,
     buffered: usize,
 }
 
 impl Store {
-    const EMPTY: Store = Store {
-        width: 0,
-        rows: 0,
-        kept: 0,
-        r: PgSlice::EMPTY,
-        buffer: PgSlice::EMPTY,
-        buffered: 0,
-    };
+    fn new(memory: &Memory, width: usize) -> Result<Store> {
+        Ok(Store {
+            width,
+            rows: 0,
+            kept: 0,
+            r: memory.buffer(width * width + width.saturating_sub(1))?,
+            buffer: memory.buffer(FIRST_ROWS * width)?,
+            buffered: 0,
+        })
+    }
 
-    /// # Safety
-    /// As for [`PgSlice::zeroed`].
-    unsafe fn new(context: pg_sys::MemoryContext, width: usize) -> Result<Store> {
-        // SAFETY: forwarded.
-        unsafe {
-            Ok(Store {
-                width,
-                rows: 0,
-                kept: 0,
-                r: PgSlice::zeroed(context, width * width + width.saturating_sub(1))?,
-                buffer: PgSlice::zeroed(context, FIRST_ROWS * width)?,
-                buffered: 0,
-            })
+    fn empty() -> Store {
+        Store {
+            width: 0,
+            rows: 0,
+            kept: 0,
+            r: Buffer::empty(),
+            buffer: Buffer::empty(),
+            buffered: 0,
         }
     }
 
-    /// # Safety
-    /// As for [`PgSlice::zeroed`].
-    unsafe fn restore(
-        context: pg_sys::MemoryContext,
-        width: usize,
-        rows: u64,
-        parts: &[f64],
-    ) -> Result<Store> {
-        // SAFETY: forwarded.
-        let mut store = unsafe { Store::new(context, width) }?;
+    fn restore(memory: &Memory, width: usize, rows: u64, parts: &[f64]) -> Result<Store> {
+        let mut store = Store::new(memory, width)?;
         store.save(&Triangle::from_parts(width, rows, parts));
         Ok(store)
     }
 
-    /// A copy in another context (a combine function's).
-    ///
-    /// # Safety
-    /// As for [`PgSlice::zeroed`].
-    unsafe fn copy_into(&mut self, context: pg_sys::MemoryContext) -> Result<Store> {
+    /// A copy in another aggregate's memory (a combine function's).
+    fn copy_into(&mut self, memory: &Memory) -> Result<Store> {
         self.flush();
-        // SAFETY: forwarded.
-        unsafe { Store::restore(context, self.width, self.rows, &self.triangle().to_vec()) }
+        Store::restore(memory, self.width, self.rows, &self.triangle().to_vec())
     }
 
     fn triangle(&self) -> Triangle {
         let w = self.width;
-        let r = self.r.get();
+        let r = self.r.as_slice();
         let parts: Vec<f64> = r[..self.kept * w]
             .iter()
             .chain(&r[w * w..])
@@ -163,7 +85,7 @@ impl Store {
         let v = t.to_vec();
         let shift = w.saturating_sub(1);
         let kept = (v.len() - shift) / w;
-        let r = self.r.get_mut();
+        let r = self.r.as_mut_slice();
         r[..kept * w].copy_from_slice(&v[..kept * w]);
         r[w * w..].copy_from_slice(&v[kept * w..]);
         self.kept = kept;
@@ -172,24 +94,22 @@ impl Store {
 
     /// The next row's place in the buffer (growing or flushing it when full); the caller
     /// fills it.
-    fn slot(&mut self, context: pg_sys::MemoryContext) -> Result<&mut [f64]> {
+    fn slot(&mut self, memory: &Memory) -> Result<&mut [f64]> {
         let w = self.width;
-        if (self.buffered + 1) * w > self.buffer.len {
-            let rows = self.buffer.len / w;
+        if (self.buffered + 1) * w > self.buffer.len() {
+            let rows = self.buffer.len() / w;
             if rows < BUFFER_ROWS {
-                // SAFETY: the aggregate's context, alive for the call and the state.
-                let mut grown =
-                    unsafe { PgSlice::zeroed(context, (rows * 2).min(BUFFER_ROWS) * w) }?;
-                grown.get_mut()[..self.buffered * w]
-                    .copy_from_slice(&self.buffer.get()[..self.buffered * w]);
-                std::mem::replace(&mut self.buffer, grown).free();
+                let mut grown = memory.buffer((rows * 2).min(BUFFER_ROWS) * w)?;
+                grown.as_mut_slice()[..self.buffered * w]
+                    .copy_from_slice(&self.buffer.as_slice()[..self.buffered * w]);
+                self.buffer = grown;
             } else {
                 self.flush();
             }
         }
         let at = self.buffered * w;
         self.buffered += 1;
-        Ok(&mut self.buffer.get_mut()[at..at + w])
+        Ok(&mut self.buffer.as_mut_slice()[at..at + w])
     }
 
     fn flush(&mut self) {
@@ -200,7 +120,7 @@ impl Store {
         let mut t = self.triangle();
         let rows = ndarray::ArrayView2::from_shape(
             (self.buffered, w),
-            &self.buffer.get()[..self.buffered * w],
+            &self.buffer.as_slice()[..self.buffered * w],
         )
         .expect("buffer shape");
         t.add(rows);
@@ -232,68 +152,70 @@ enum Pass {
     },
 }
 
-/// An aggregate's state. Its data lives in the aggregate's memory context (see
-/// [`PgSlice`]); the struct itself, freed with that context, holds only counters and the
-/// IRLS pass's specification.
+/// An aggregate's state: counters, the IRLS pass's specification, and buffers in the
+/// aggregate's memory.
 struct State {
     columns: usize,
     skipped: u64,
-    row: PgSlice,
+    row: Buffer<f64>,
     store: Store,
     pass: Pass,
 }
 
 impl State {
-    const EMPTY: State = State {
-        columns: 0,
-        skipped: 0,
-        row: PgSlice::EMPTY,
-        store: Store::EMPTY,
-        pass: Pass::Plain,
-    };
-
-    /// # Safety
-    /// As for [`PgSlice::zeroed`].
-    unsafe fn plain(context: pg_sys::MemoryContext, columns: usize) -> Result<State> {
-        // SAFETY: forwarded.
-        unsafe {
-            Ok(State {
-                columns,
-                skipped: 0,
-                row: PgSlice::zeroed(context, columns)?,
-                store: Store::new(context, columns + 1)?,
-                pass: Pass::Plain,
-            })
-        }
+    fn plain(memory: &Memory, columns: usize) -> Result<State> {
+        Ok(State {
+            columns,
+            skipped: 0,
+            row: memory.buffer(columns)?,
+            store: Store::new(memory, columns + 1)?,
+            pass: Pass::Plain,
+        })
     }
 
-    /// # Safety
-    /// As for [`PgSlice::zeroed`].
-    unsafe fn weighted(
-        context: pg_sys::MemoryContext,
-        columns: usize,
-        spec: WeightSpec,
-    ) -> Result<State> {
+    fn weighted(memory: &Memory, columns: usize, spec: WeightSpec) -> Result<State> {
         let width = spec.supports.len() + 2;
-        // SAFETY: forwarded.
-        unsafe {
-            Ok(State {
-                columns,
-                skipped: 0,
-                row: PgSlice::zeroed(context, columns)?,
-                store: Store::new(context, width)?,
-                pass: Pass::Weighted {
-                    spec,
-                    deviance: 0.0,
-                    extreme: 0,
-                },
-            })
-        }
+        Ok(State {
+            columns,
+            skipped: 0,
+            row: memory.buffer(columns)?,
+            store: Store::new(memory, width)?,
+            pass: Pass::Weighted {
+                spec,
+                deviance: 0.0,
+                extreme: 0,
+            },
+        })
     }
 
-    fn add_row(&mut self, context: pg_sys::MemoryContext) -> Result<()> {
-        let slot = self.store.slot(context)?;
-        let row = self.row.get();
+    /// Takes the contents, leaving an empty shell (the context still owns the state).
+    fn take(&mut self) -> State {
+        std::mem::replace(
+            self,
+            State {
+                columns: 0,
+                skipped: 0,
+                row: Buffer::empty(),
+                store: Store::empty(),
+                pass: Pass::Plain,
+            },
+        )
+    }
+
+    /// Reads the row's columns (from argument `first` on); adds it if none is NULL.
+    fn add(&mut self, memory: &Memory, args: &Args, first: usize) -> Result<()> {
+        let row = self.row.as_mut_slice();
+        for (c, value) in row.iter_mut().enumerate() {
+            match args.get::<Option<f64>>(first + c)? {
+                Some(v) => *value = v,
+                None => {
+                    self.skipped += 1;
+                    return Ok(());
+                }
+            }
+        }
+        let slot = self.store.slot(memory)?;
+        let row = self.row.as_slice();
         match &mut self.pass {
             Pass::Plain => {
                 slot[0] = 1.0;
@@ -331,6 +253,17 @@ impl State {
         }
     }
 
+    /// A copy in another aggregate's memory (its buffers are copied, the spec moved).
+    fn adopt(&mut self, memory: &Memory) -> Result<State> {
+        Ok(State {
+            columns: self.columns,
+            skipped: self.skipped,
+            row: memory.buffer(self.columns)?,
+            store: self.store.copy_into(memory)?,
+            pass: std::mem::replace(&mut self.pass, Pass::Plain),
+        })
+    }
+
     /// `alps.qr`: `{rows, skipped, R..., shift...}`; `alps.irls`:
     /// `{deviance, extreme, rows, R..., shift...}` (what the models library reads back).
     fn result(mut self) -> Vec<f64> {
@@ -346,172 +279,12 @@ impl State {
         v.extend(r);
         v
     }
-}
 
-extern "C" fn free_state(arg: *mut c_void) {
-    // SAFETY: registered once per state with the Box's pointer; runs when the aggregate's
-    // memory context is reset or deleted.
-    drop(unsafe { Box::from_raw(arg as *mut State) });
-}
-
-/// The aggregate's memory context, or an error outside an aggregate.
-///
-/// # Safety
-/// `fcinfo` must be the call information of the current call.
-unsafe fn aggregate_context(fcinfo: FunctionCallInfo) -> Result<pg_sys::MemoryContext> {
-    let mut context: pg_sys::MemoryContext = std::ptr::null_mut();
-    let out = &mut context as *mut pg_sys::MemoryContext;
-    // SAFETY: a plain query of the call context.
-    let kind = bgworker::guard(|| unsafe { pg_sys::AggCheckCallContext(fcinfo, out) })?;
-    if kind == 0 {
-        return Err(Error::msg(
-            "alps aggregate support function called outside an aggregate",
-        ));
-    }
-    Ok(context)
-}
-
-/// Moves `state` into a Box whose life ends with `context`.
-///
-/// # Safety
-/// `context` must be the aggregate's memory context.
-unsafe fn keep(context: pg_sys::MemoryContext, state: State) -> Result<*mut State> {
-    let ptr = Box::into_raw(Box::new(state));
-    let size = std::mem::size_of::<pg_sys::MemoryContextCallback>();
-    // SAFETY: allocating the callback record in the context it watches, as PostgreSQL requires.
-    let callback = bgworker::guard(|| unsafe { pg_sys::MemoryContextAlloc(context, size) })?
-        as *mut pg_sys::MemoryContextCallback;
-    // SAFETY: `callback` is fresh memory of the right size; registration cannot fail.
-    unsafe {
-        (*callback).func = Some(free_state);
-        (*callback).arg = ptr as *mut c_void;
-        (*callback).next = std::ptr::null_mut();
-        pg_sys::MemoryContextRegisterResetCallback(context, callback);
-    }
-    Ok(ptr)
-}
-
-/// # Safety
-/// `fcinfo` must be the call information of an `alps.qr`/`alps.irls` transition call.
-unsafe fn step(fcinfo: FunctionCallInfo, weighted: bool) -> Result<Datum> {
-    // SAFETY: forwarded from the caller for the whole function.
-    unsafe {
-        let context = aggregate_context(fcinfo)?;
-        let nargs = (*fcinfo).nargs as usize;
-        let args = (*fcinfo).args.as_ptr();
-        let first = if weighted { 2 } else { 1 };
-        let columns = nargs.saturating_sub(first);
-        let state = if (*args).isnull {
-            for i in first..nargs {
-                let (flinfo, n) = ((*fcinfo).flinfo, i as i32);
-                // SAFETY: inspects the call's expression tree, which can raise an ERROR.
-                let oid = bgworker::guard(|| pg_sys::get_fn_expr_argtype(flinfo, n))?;
-                if oid != pg_sys::FLOAT8OID {
-                    return Err(Error::msg("alps aggregates take double precision columns"));
-                }
-            }
-            let state = if weighted {
-                let spec_arg = *args.add(1);
-                let values = <Vec<f64> as FromSql>::from_datum(
-                    spec_arg.value,
-                    spec_arg.isnull,
-                    pg_sys::FLOAT8ARRAYOID,
-                )?;
-                let spec = WeightSpec::from_slice(&values)
-                    .ok_or_else(|| Error::msg("bad alps.irls specification"))?;
-                State::weighted(context, columns, spec)?
-            } else {
-                State::plain(context, columns)?
-            };
-            keep(context, state)?
-        } else {
-            (*args).value as *mut State
-        };
-        let s = &mut *state;
-        let mut complete = true;
-        for c in 0..columns {
-            let a = *args.add(first + c);
-            if a.isnull {
-                complete = false;
-                break;
-            }
-            s.row.get_mut()[c] = f64::from_bits(a.value as u64);
-        }
-        if complete {
-            s.add_row(context)?;
-        } else {
-            s.skipped += 1;
-        }
-        Ok(state as Datum)
-    }
-}
-
-/// # Safety
-/// `fcinfo` must be the call information of a final function call.
-unsafe fn finish(fcinfo: FunctionCallInfo) -> Result<Datum> {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        aggregate_context(fcinfo)?;
-        let arg = *(*fcinfo).args.as_ptr();
-        if arg.isnull {
-            (*fcinfo).isnull = true;
-            return Ok(0);
-        }
-        // The state stays owned by the context; take its contents, leave an empty shell.
-        let state = &mut *(arg.value as *mut State);
-        let taken = std::mem::replace(state, State::EMPTY);
-        Ok(taken.result().to_datum()?.unwrap_or(0))
-    }
-}
-
-/// # Safety
-/// `fcinfo` must be the call information of a combine function call.
-unsafe fn combine(fcinfo: FunctionCallInfo) -> Result<Datum> {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        let context = aggregate_context(fcinfo)?;
-        let args = (*fcinfo).args.as_ptr();
-        let (a, b) = (*args, *args.add(1));
-        match (a.isnull, b.isnull) {
-            (true, true) => {
-                (*fcinfo).isnull = true;
-                Ok(0)
-            }
-            (false, true) => Ok(a.value),
-            (true, false) => {
-                // The second state belongs to another context: copy it into ours.
-                let theirs = &mut *(b.value as *mut State);
-                let copy = State {
-                    columns: theirs.columns,
-                    skipped: theirs.skipped,
-                    row: PgSlice::zeroed(context, theirs.columns)?,
-                    store: theirs.store.copy_into(context)?,
-                    pass: std::mem::replace(&mut theirs.pass, Pass::Plain),
-                };
-                Ok(keep(context, copy)? as Datum)
-            }
-            (false, false) => {
-                let ours = &mut *(a.value as *mut State);
-                let theirs = &mut *(b.value as *mut State);
-                ours.merge(theirs);
-                Ok(a.value)
-            }
-        }
-    }
-}
-
-/// Serializes a partial state for parallel workers: `{kind, columns, skipped, payload...}`
-/// where the payload is what `result` returns (plus the spec for IRLS).
-///
-/// # Safety
-/// `fcinfo` must be the call information of a serial function call.
-unsafe fn serialize(fcinfo: FunctionCallInfo) -> Result<Datum> {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        let arg = *(*fcinfo).args.as_ptr();
-        let state = &mut *(arg.value as *mut State);
-        let taken = std::mem::replace(state, State::EMPTY);
-        let (kind, columns, skipped) = (
+    /// A partial state for parallel workers: `{kind, columns, skipped, spec length, spec...,
+    /// result...}`, as little-endian f64s.
+    fn serialize(&mut self) -> Vec<u8> {
+        let taken = self.take();
+        let (weighted, columns, skipped) = (
             matches!(taken.pass, Pass::Weighted { .. }),
             taken.columns,
             taken.skipped,
@@ -521,38 +294,31 @@ unsafe fn serialize(fcinfo: FunctionCallInfo) -> Result<Datum> {
             Pass::Plain => Vec::new(),
         };
         let mut out = vec![
-            f64::from(u8::from(kind)),
+            f64::from(u8::from(weighted)),
             columns as f64,
             skipped as f64,
             spec.len() as f64,
         ];
         out.extend(spec);
         out.extend(taken.result());
-        let bytes: Vec<u8> = out.iter().flat_map(|v| v.to_le_bytes()).collect();
-        Ok(bytes.to_datum()?.unwrap_or(0))
+        out.iter().flat_map(|v| v.to_le_bytes()).collect()
     }
-}
 
-/// # Safety
-/// `fcinfo` must be the call information of a deserial function call.
-unsafe fn deserialize(fcinfo: FunctionCallInfo) -> Result<Datum> {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        let context = aggregate_context(fcinfo)?;
-        let arg = *(*fcinfo).args.as_ptr();
-        let bytes = <Vec<u8> as FromSql>::from_datum(arg.value, arg.isnull, pg_sys::BYTEAOID)?;
+    fn deserialize(memory: &Memory, bytes: &[u8]) -> Result<State> {
+        let bad = || Error::msg("bad serialized alps aggregate state");
+        if bytes.len() % 8 != 0 {
+            return Err(bad());
+        }
         let v: Vec<f64> = bytes
             .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
             .collect();
-        let bad = || Error::msg("bad serialized alps aggregate state");
-        let (weighted, columns, skipped, spec_len) = (
-            *v.first().ok_or_else(bad)? == 1.0,
-            v[1] as usize,
-            v[2] as u64,
-            v[3] as usize,
-        );
-        let spec = &v[4..4 + spec_len];
+        if v.len() < 4 {
+            return Err(bad());
+        }
+        let (weighted, columns, skipped, spec_len) =
+            (v[0] == 1.0, v[1] as usize, v[2] as u64, v[3] as usize);
+        let spec = v.get(4..4 + spec_len).ok_or_else(bad)?;
         let payload = &v[4 + spec_len..];
         let mut state = if weighted {
             let spec = WeightSpec::from_slice(spec).ok_or_else(bad)?;
@@ -560,8 +326,8 @@ unsafe fn deserialize(fcinfo: FunctionCallInfo) -> Result<Datum> {
                 return Err(bad());
             }
             let width = spec.supports.len() + 2;
-            let mut state = State::weighted(context, columns, spec)?;
-            state.store = Store::restore(context, width, payload[2] as u64, &payload[3..])?;
+            let mut state = State::weighted(memory, columns, spec)?;
+            state.store = Store::restore(memory, width, payload[2] as u64, &payload[3..])?;
             if let Pass::Weighted {
                 deviance, extreme, ..
             } = &mut state.pass
@@ -574,118 +340,113 @@ unsafe fn deserialize(fcinfo: FunctionCallInfo) -> Result<Datum> {
             if payload.len() < 2 {
                 return Err(bad());
             }
-            let mut state = State::plain(context, columns)?;
-            state.store = Store::restore(context, columns + 1, payload[0] as u64, &payload[2..])?;
+            let mut state = State::plain(memory, columns)?;
+            state.store = Store::restore(memory, columns + 1, payload[0] as u64, &payload[2..])?;
             state
         };
         state.skipped = skipped;
-        Ok(keep(context, state)? as Datum)
+        Ok(state)
     }
 }
 
-macro_rules! support_function {
-    ($name:ident, $body:expr) => {
-        const _: () = {
-            #[export_name = concat!("pg_finfo_", stringify!($name))]
-            extern "C" fn finfo() -> *const pg_sys::Pg_finfo_record {
-                &bgworker::fmgr::FINFO_V1
-            }
-            #[export_name = stringify!($name)]
-            extern "C" fn call(fcinfo: FunctionCallInfo) -> Datum {
-                // SAFETY: PostgreSQL calls it as the support function it was declared as.
-                let run = || unsafe { $body(fcinfo) };
-                // SAFETY: PostgreSQL calls it directly; the frame owns nothing.
-                unsafe { bgworker::entry::run_returning(run) }
-            }
-        };
-    };
-}
-
-support_function!(alps_qr_step, |f| step(f, false));
-support_function!(alps_irls_step, |f| step(f, true));
-support_function!(alps_agg_final, finish);
-support_function!(alps_agg_combine, combine);
-support_function!(alps_agg_serialize, serialize);
-support_function!(alps_agg_deserialize, deserialize);
-
-/// Creates (or refreshes, after a reinstall moved the library) the aggregates.
-pub fn create(spi: &mut bgworker::spi::Spi) -> Result<()> {
-    let library = bgworker::spi::quote_literal(&bgworker::worker::current_library()?)?;
-    let function = |name: &str, args: &str, returns: &str, symbol: &str, strict: bool| {
-        format!(
-            "CREATE OR REPLACE FUNCTION alps.{name}({args}) RETURNS {returns} AS {library}, '{symbol}' \
-             LANGUAGE C PARALLEL SAFE{}",
-            if strict { " STRICT" } else { "" }
-        )
-    };
-    for sql in [
-        function(
-            "qr_step",
-            "internal, VARIADIC \"any\"",
-            "internal",
-            "alps_qr_step",
-            false,
-        ),
-        function(
-            "irls_step",
-            "internal, float8[], VARIADIC \"any\"",
-            "internal",
-            "alps_irls_step",
-            false,
-        ),
-        function("agg_final", "internal", "float8[]", "alps_agg_final", false),
-        function(
-            "agg_combine",
-            "internal, internal",
-            "internal",
-            "alps_agg_combine",
-            false,
-        ),
-        function(
-            "agg_serialize",
-            "internal",
-            "bytea",
-            "alps_agg_serialize",
-            true,
-        ),
-        function(
-            "agg_deserialize",
-            "bytea, internal",
-            "internal",
-            "alps_agg_deserialize",
-            true,
-        ),
-    ] {
-        spi.execute(&sql, &[])?;
-    }
-    let aggregate = |name: &str, args: &str, step: &str| {
-        format!(
-            "CREATE AGGREGATE alps.{name}({args}) (SFUNC = alps.{step}, STYPE = internal, \
-             FINALFUNC = alps.agg_final, COMBINEFUNC = alps.agg_combine, \
-             SERIALFUNC = alps.agg_serialize, DESERIALFUNC = alps.agg_deserialize, PARALLEL = SAFE)"
-        )
-    };
-    for (name, args, step) in [
-        ("qr", "VARIADIC \"any\"", "qr_step"),
-        ("irls", "float8[], VARIADIC \"any\"", "irls_step"),
-    ] {
-        let exists: bool =
-            spi.query_one("SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = $1 AND pronamespace = 'alps'::regnamespace)", &[&name])?;
-        if !exists {
-            spi.execute(&aggregate(name, args, step), &[])?;
+/// Checks that every column argument (from `first` on) is float8.
+fn check_columns(args: &Args, first: usize) -> Result<usize> {
+    for i in first..args.len() {
+        if args.sql_type(i)? != f64::OID {
+            return Err(Error::msg("alps aggregates take double precision columns"));
         }
     }
-    // Who may call what: the aggregates are plain arithmetic over their arguments, and table
-    // owners run them when ALPS reads their tables as them, so PUBLIC may use them (and the
-    // schema). Their support functions are ALPS's business only: PostgreSQL checks those
-    // against the aggregate's owner, not the caller.
-    spi.execute(
-        "REVOKE ALL ON FUNCTION alps.qr_step(internal, VARIADIC \"any\"),
-            alps.irls_step(internal, float8[], VARIADIC \"any\"), alps.agg_final(internal),
-            alps.agg_combine(internal, internal), alps.agg_serialize(internal),
-            alps.agg_deserialize(bytea, internal) FROM PUBLIC",
-        &[],
-    )?;
+    Ok(args.len().saturating_sub(first))
+}
+
+/// `alps.qr`'s state.
+pub struct Qr(State);
+/// `alps.irls`'s state.
+pub struct Irls(State);
+
+impl Aggregate for Qr {
+    type Output = Vec<f64>;
+    fn init(memory: &Memory, args: &Args) -> Result<Qr> {
+        Ok(Qr(State::plain(memory, check_columns(args, 0)?)?))
+    }
+    fn step(&mut self, memory: &Memory, args: &Args) -> Result<()> {
+        self.0.add(memory, args, 0)
+    }
+    fn finish(&mut self) -> Result<Vec<f64>> {
+        Ok(self.0.take().result())
+    }
+}
+
+impl Aggregate for Irls {
+    type Output = Vec<f64>;
+    fn init(memory: &Memory, args: &Args) -> Result<Irls> {
+        let columns = check_columns(args, 1)?;
+        let values: Vec<f64> = args.get(0)?;
+        let spec = WeightSpec::from_slice(&values)
+            .ok_or_else(|| Error::msg("bad alps.irls specification"))?;
+        Ok(Irls(State::weighted(memory, columns, spec)?))
+    }
+    fn step(&mut self, memory: &Memory, args: &Args) -> Result<()> {
+        self.0.add(memory, args, 1)
+    }
+    fn finish(&mut self) -> Result<Vec<f64>> {
+        Ok(self.0.take().result())
+    }
+}
+
+/// Both aggregates combine, copy and serialize their states the same way.
+macro_rules! parallel {
+    ($($t:ident),*) => {$(
+        impl ParallelAggregate for $t {
+            fn combine(&mut self, other: &mut Self, _memory: &Memory) -> Result<()> {
+                self.0.merge(&mut other.0);
+                Ok(())
+            }
+            fn duplicate(&mut self, memory: &Memory) -> Result<Self> {
+                Ok($t(self.0.adopt(memory)?))
+            }
+            fn serialize(&mut self) -> Result<Vec<u8>> {
+                Ok(self.0.serialize())
+            }
+            fn deserialize(memory: &Memory, bytes: &[u8]) -> Result<Self> {
+                Ok($t(State::deserialize(memory, bytes)?))
+            }
+        }
+    )*};
+}
+parallel!(Qr, Irls);
+
+bgworker::sql_aggregate! {
+    #[sql(schema = "alps", parallel_safe, created_at_run_time)]
+    aggregate qr(r#"VARIADIC "any""#): Qr, parallel
+}
+
+bgworker::sql_aggregate! {
+    #[sql(schema = "alps", parallel_safe, created_at_run_time)]
+    aggregate irls(r#"float8[], VARIADIC "any""#): Irls, parallel
+}
+
+/// Creates (or refreshes, after a reinstall moved the library) the aggregates and their
+/// support functions, from the declarations `sql_aggregate!` wrote.
+pub fn create(spi: &mut bgworker::spi::Spi) -> Result<()> {
+    let library = bgworker::worker::current_library()?;
+    for declaration in qr::DECLARATIONS.iter().chain(irls::DECLARATIONS) {
+        if declaration.is_aggregate() {
+            let exists: bool = spi.query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_proc \
+                 WHERE proname = $1 AND pronamespace = 'alps'::regnamespace)",
+                &[&declaration.name()],
+            )?;
+            if exists {
+                continue;
+            }
+        }
+        spi.execute(&declaration.to_sql(&library, true), &[])?;
+    }
+    // The aggregates are plain arithmetic over their arguments, and table owners run them
+    // when ALPS reads their tables as them, so PUBLIC may use them (and the schema). Their
+    // support functions are revoked from PUBLIC by their declarations: PostgreSQL checks
+    // those against the aggregate's owner, not the caller.
     spi.execute("GRANT USAGE ON SCHEMA alps TO PUBLIC", &[])?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 -- The SQL functions of the test workers library (tests/workers): written by `make sql` from
 -- test_workers.sql.in and the library's declarations; edit those, not this file.
 
+CREATE FUNCTION "add_step"("x" integer, "step" integer DEFAULT 1) RETURNS integer AS 'MODULE_PATHNAME', 'add_with_default' LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION "dsm_misuse"() RETURNS text[] AS 'MODULE_PATHNAME', 'dsm_misuse' LANGUAGE c VOLATILE PARALLEL UNSAFE;
 CREATE FUNCTION "echo_bool"("value" boolean) RETURNS boolean AS 'MODULE_PATHNAME', 'echo_bool' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "echo_bytea"("value" bytea) RETURNS bytea AS 'MODULE_PATHNAME', 'echo_bytea' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
@@ -24,6 +25,7 @@ CREATE FUNCTION "guc_values"() RETURNS text AS 'MODULE_PATHNAME', 'guc_values' L
 CREATE FUNCTION "handle_outlives_spi"() RETURNS text AS 'MODULE_PATHNAME', 'handle_outlives_spi' LANGUAGE c VOLATILE PARALLEL UNSAFE;
 CREATE FUNCTION "insert_then_ignore_error"("label" text) RETURNS text AS 'MODULE_PATHNAME', 'insert_then_ignore_error' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "int8_as_int8"() RETURNS bigint AS 'MODULE_PATHNAME', 'int8_result' LANGUAGE c VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION "keyword_args"("user" text, "limit" integer, "type" text) RETURNS text AS 'MODULE_PATHNAME', 'keyword_args' LANGUAGE c VOLATILE PARALLEL UNSAFE;
 CREATE FUNCTION "launch_and_stop"() RETURNS text AS 'MODULE_PATHNAME', 'launch_and_stop' LANGUAGE c VOLATILE PARALLEL UNSAFE;
 CREATE FUNCTION "launch_error"("kind" text) RETURNS text AS 'MODULE_PATHNAME', 'launch_error' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "launch"("kind" text, "extra" text DEFAULT NULL) RETURNS integer AS 'MODULE_PATHNAME', 'launch' LANGUAGE c VOLATILE PARALLEL UNSAFE;
@@ -38,6 +40,13 @@ CREATE FUNCTION "quote_literal_rs"("value" text) RETURNS text AS 'MODULE_PATHNAM
 CREATE FUNCTION "read_as_int4"("sql" text) RETURNS integer AS 'MODULE_PATHNAME', 'read_as_int4' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "read_pairs"("sql" text) RETURNS text AS 'MODULE_PATHNAME', 'read_pairs' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "registration_errors"() RETURNS text[] AS 'MODULE_PATHNAME', 'registration_errors' LANGUAGE c VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION "rs_longest_final"(internal) RETURNS bigint AS 'MODULE_PATHNAME', 'rs_longest_final' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE; REVOKE ALL ON FUNCTION "rs_longest_final"(internal) FROM PUBLIC;
+CREATE FUNCTION "rs_longest_step"(internal, text) RETURNS internal AS 'MODULE_PATHNAME', 'rs_longest_step' LANGUAGE c VOLATILE PARALLEL UNSAFE; REVOKE ALL ON FUNCTION "rs_longest_step"(internal, text) FROM PUBLIC;
+CREATE FUNCTION "rs_sum_squares_combine"(internal, internal) RETURNS internal AS 'MODULE_PATHNAME', 'rs_sum_squares_combine' LANGUAGE c VOLATILE PARALLEL SAFE; REVOKE ALL ON FUNCTION "rs_sum_squares_combine"(internal, internal) FROM PUBLIC;
+CREATE FUNCTION "rs_sum_squares_deserialize"(bytea, internal) RETURNS internal AS 'MODULE_PATHNAME', 'rs_sum_squares_deserialize' LANGUAGE c VOLATILE STRICT PARALLEL SAFE; REVOKE ALL ON FUNCTION "rs_sum_squares_deserialize"(bytea, internal) FROM PUBLIC;
+CREATE FUNCTION "rs_sum_squares_final"(internal) RETURNS double precision AS 'MODULE_PATHNAME', 'rs_sum_squares_final' LANGUAGE c VOLATILE STRICT PARALLEL SAFE; REVOKE ALL ON FUNCTION "rs_sum_squares_final"(internal) FROM PUBLIC;
+CREATE FUNCTION "rs_sum_squares_serialize"(internal) RETURNS bytea AS 'MODULE_PATHNAME', 'rs_sum_squares_serialize' LANGUAGE c VOLATILE STRICT PARALLEL SAFE; REVOKE ALL ON FUNCTION "rs_sum_squares_serialize"(internal) FROM PUBLIC;
+CREATE FUNCTION "rs_sum_squares_step"(internal, double precision) RETURNS internal AS 'MODULE_PATHNAME', 'rs_sum_squares_step' LANGUAGE c VOLATILE PARALLEL SAFE; REVOKE ALL ON FUNCTION "rs_sum_squares_step"(internal, double precision) FROM PUBLIC;
 CREATE FUNCTION "shmem_bump"("by" bigint) RETURNS bigint[] AS 'MODULE_PATHNAME', 'shmem_bump' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "shmem_read"() RETURNS bigint[] AS 'MODULE_PATHNAME', 'shmem_read' LANGUAGE c VOLATILE PARALLEL UNSAFE;
 CREATE FUNCTION "spi_echo_bool"("value" boolean) RETURNS boolean AS 'MODULE_PATHNAME', 'spi_echo_bool' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
@@ -57,6 +66,8 @@ CREATE FUNCTION "spi_echo_text_array"("value" text[]) RETURNS text[] AS 'MODULE_
 CREATE FUNCTION "spi_echo_text"("value" text) RETURNS text AS 'MODULE_PATHNAME', 'spi_echo_text' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "swallow_spi_error"() RETURNS text AS 'MODULE_PATHNAME', 'swallow_spi_error' LANGUAGE c VOLATILE PARALLEL UNSAFE;
 CREATE FUNCTION "try_statement"("sql" text) RETURNS text AS 'MODULE_PATHNAME', 'try_statement' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
+CREATE AGGREGATE "rs_longest"(text) (SFUNC = "rs_longest_step", STYPE = internal, FINALFUNC = "rs_longest_final", PARALLEL = UNSAFE);
+CREATE AGGREGATE "rs_sum_squares"(double precision) (SFUNC = "rs_sum_squares_step", STYPE = internal, FINALFUNC = "rs_sum_squares_final", COMBINEFUNC = "rs_sum_squares_combine", SERIALFUNC = "rs_sum_squares_serialize", DESERIALFUNC = "rs_sum_squares_deserialize", PARALLEL = SAFE);
 
 -- Declarations that do not match the Rust function, on purpose: the result type check
 -- (tests/soundness/return_type.rs) must refuse them.

@@ -1,8 +1,10 @@
 //! Workers and SQL functions that exercise bgworker in the integration tests, including on
 //! purpose the failure paths. Static workers start according to `test_workers.start`, a
-//! comma-separated list read when the library is preloaded; SQL functions are created by
-//! the tests with `CREATE FUNCTION ... AS 'bgworker_test_workers'`.
+//! comma-separated list read when the library is preloaded; the tests create the SQL
+//! functions and aggregates from `test_workers.sql`, which `make sql` writes from their
+//! declarations in this library.
 
+mod aggregates;
 mod bench;
 mod dynamic;
 mod failing;
