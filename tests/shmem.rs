@@ -1,6 +1,8 @@
 //! Shared memory: a named struct with an LWLock and an atomic, seen by every process; a
 //! message queue in a dynamic segment between a backend and a worker, with detach handling.
 
+use std::time::Duration;
+
 use bgworker_tests::test_cluster;
 
 #[test]
@@ -60,4 +62,46 @@ fn message_queue_round_trip_and_detach() {
         "mq echo: leaving without an answer",
         std::time::Duration::from_secs(10),
     );
+}
+
+#[test]
+fn a_backend_latch_stored_in_shared_memory_is_set_by_another_backend() {
+    let cluster = test_cluster(&[]);
+    let mut a = cluster.connect();
+    let mut b = cluster.connect();
+    let pid: i32 = a
+        .query_one("SELECT remember_my_latch()", &[])
+        .unwrap()
+        .get(0);
+    let waiter = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let woke: String = a
+            .query_one("SELECT wait_my_latch(60000)", &[])
+            .unwrap()
+            .get(0);
+        (woke, started.elapsed(), a)
+    });
+    assert!(cluster.poll(Duration::from_secs(20), || {
+        b.query_one(
+            "SELECT wait_event = 'Extension' FROM pg_stat_activity WHERE pid = $1",
+            &[&pid],
+        )
+        .map(|r| r.get::<_, Option<bool>>(0) == Some(true))
+        .unwrap_or(false)
+    }));
+    let woken: bool = b.query_one("SELECT wake_remembered()", &[]).unwrap().get(0);
+    assert!(woken);
+    let (woke, waited, a) = waiter.join().unwrap();
+    assert_eq!(woke, "latch");
+    assert!(waited < Duration::from_secs(50), "{waited:?}");
+
+    // Once that backend has gone (its latch disowned as it exits), the waker sets nothing.
+    drop(a);
+    let gone = cluster.poll(Duration::from_secs(20), || {
+        !b.query_one("SELECT wake_remembered()", &[])
+            .unwrap()
+            .get::<_, bool>(0)
+    });
+    assert!(gone, "a waker of an exited backend must do nothing");
+    cluster.assert_no_crash();
 }

@@ -215,3 +215,128 @@ pub fn set() {
     // SAFETY: SetLatch on our own latch is async-signal-safe and cannot raise an ERROR.
     unsafe { pg_sys::SetLatch(pg_sys::MyLatch) };
 }
+
+/// A process's latch as another process can set it: which `PGPROC` it is and which process
+/// owned it. Store one in shared memory ([`WakerSlot`]) so that a SQL function or another
+/// worker can wake this process.
+///
+/// Waking checks that the `PGPROC` still belongs to the same process, so a waker of a
+/// process that has exited does nothing (and returns `false`).
+///
+/// ```no_run
+/// use bgworker::latch::Waker;
+/// let me = Waker::current()?;
+/// assert!(me.wake()); // sets our own latch: the next wait returns at once
+/// # Ok::<(), bgworker::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Waker {
+    procno: u32,
+    pid: i32,
+}
+
+impl Waker {
+    /// This process's latch (a worker's or a backend's).
+    pub fn current() -> Result<Waker> {
+        // SAFETY: plain reads of this process's globals; MyProc points into the PGPROC
+        // array of ProcGlobal once the process is initialized.
+        let (my_proc, global) = unsafe { (pg_sys::MyProc, pg_sys::ProcGlobal) };
+        if my_proc.is_null() || global.is_null() {
+            return Err(crate::Error::msg("this process has no PGPROC (yet)"));
+        }
+        // SAFETY: as above.
+        let (first, pid) = unsafe { ((*global).allProcs, (*my_proc).pid) };
+        let procno = (my_proc as usize - first as usize) / std::mem::size_of::<pg_sys::PGPROC>();
+        Ok(Waker {
+            procno: procno as u32,
+            pid,
+        })
+    }
+
+    /// The process id of the latch's owner.
+    pub fn pid(self) -> i32 {
+        self.pid
+    }
+
+    /// Sets the latch if its process is still the one this waker was made for; `false`
+    /// if that process has exited.
+    pub fn wake(self) -> bool {
+        // SAFETY: ProcGlobal is set up before any backend or worker runs and never moves;
+        // it lives in shared memory mapped at the same address in every process.
+        let global = unsafe { pg_sys::ProcGlobal };
+        if global.is_null() {
+            return false;
+        }
+        // SAFETY: as above.
+        let (first, count) = unsafe { ((*global).allProcs, (*global).allProcCount) };
+        if self.procno >= count {
+            return false;
+        }
+        // SAFETY: procno < allProcCount: an element of the PGPROC array. A process owns its
+        // latch while it lives (it is disowned at exit). The owner may change under us (the
+        // process exits, another takes the slot): then the latch we set belongs to another
+        // process, which sees one spurious wakeup, as latches allow.
+        unsafe {
+            let latch = &raw mut (*first.add(self.procno as usize)).procLatch;
+            if std::ptr::read_volatile(&raw const (*latch).owner_pid) != self.pid {
+                return false;
+            }
+            pg_sys::SetLatch(latch);
+        }
+        true
+    }
+
+    fn to_bits(self) -> u64 {
+        (u64::from(self.procno) << 32) | u64::from(self.pid as u32)
+    }
+
+    fn from_bits(bits: u64) -> Option<Waker> {
+        let pid = bits as u32 as i32;
+        (pid != 0).then_some(Waker {
+            procno: (bits >> 32) as u32,
+            pid,
+        })
+    }
+}
+
+/// A place for a [`Waker`] in shared memory, read and written atomically.
+///
+/// ```no_run
+/// use bgworker::latch::{Waker, WakerSlot};
+/// use bgworker::shmem::Shared;
+/// static WORKER: Shared<WakerSlot> = Shared::new(c"my_ext worker latch", WakerSlot::new);
+/// // In the worker:
+/// WORKER.get()?.set(Some(Waker::current()?));
+/// // In a SQL function:
+/// let woken = WORKER.get()?.wake();
+/// # Ok::<(), bgworker::Error>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct WakerSlot(std::sync::atomic::AtomicU64);
+
+impl WakerSlot {
+    /// An empty slot.
+    pub const fn new() -> WakerSlot {
+        WakerSlot(std::sync::atomic::AtomicU64::new(0))
+    }
+
+    /// Stores `waker` (or empties the slot).
+    pub fn set(&self, waker: Option<Waker>) {
+        let bits = waker.map_or(0, Waker::to_bits);
+        self.0.store(bits, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The waker stored, if any.
+    pub fn get(&self) -> Option<Waker> {
+        Waker::from_bits(self.0.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// Wakes the stored waker's process; `false` if the slot is empty or it has exited.
+    pub fn wake(&self) -> bool {
+        self.get().is_some_and(Waker::wake)
+    }
+}
+
+// SAFETY: a single atomic integer; its meaning (a PGPROC number and pid) is the same in
+// every process of the server.
+unsafe impl crate::shmem::PlainData for WakerSlot {}

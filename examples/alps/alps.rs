@@ -14,9 +14,9 @@ mod predict;
 
 use std::time::Duration;
 
+use bgworker::latch::{Waker, WakerSlot};
 use bgworker::prelude::*;
 use bgworker::shmem::Shared;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 bgworker::pg_module_magic!();
 
@@ -124,20 +124,8 @@ pub static LOCK_TIMEOUT: GucInt = GucInt::new(
 .context(GucContext::Sighup)
 .unit(Unit::Milliseconds);
 
-/// The worker's latch, for `alps.wake()` (an address in shared memory, valid in every
-/// process of the cluster).
-static LATCH: Shared<AtomicUsize> = Shared::new(c"alps worker latch", || AtomicUsize::new(0));
-
-extern "C" {
-    fn openblas_set_num_threads(threads: std::ffi::c_int);
-}
-
-/// Keeps OpenBLAS single-threaded: its thread pool must not live in a forking postmaster or
-/// compete with backends.
-fn single_threaded_blas() {
-    // SAFETY: a plain setter of the BLAS library linked into this module.
-    unsafe { openblas_set_num_threads(1) };
-}
+/// The worker's latch, for `alps.wake()`.
+static WORKER: Shared<WakerSlot> = Shared::new(c"alps worker latch", WakerSlot::new);
 
 struct Alps;
 
@@ -147,17 +135,13 @@ impl Worker for Alps {
     const RESTART: Restart = Restart::After(Duration::from_secs(10));
 
     fn main(_arg: i64) -> Result<()> {
-        single_threaded_blas();
+        alps_models::single_threaded_blas();
         let database = DATABASE.get().unwrap_or_else(|| "postgres".to_string());
         worker::connect(worker::Connection::new(worker::Database::Name(&database)))?;
         // ALPS's own SQL names system functions and operators unqualified: only the system
         // catalogs may answer to those names, never look-alikes a user created elsewhere.
         guc::set("search_path", "pg_catalog, pg_temp")?;
-        // SAFETY: MyLatch points into this process's PGPROC, in shared memory.
-        LATCH.get()?.store(
-            unsafe { bgworker::pg_sys::MyLatch } as usize,
-            Ordering::Release,
-        );
+        WORKER.get()?.set(Some(Waker::current()?));
         catalog::ensure()?;
         log!("alps started in database \"{database}\"");
         let event = latch::WaitEvent::named(c"AlpsMain")?;
@@ -168,7 +152,7 @@ impl Worker for Alps {
             latch::wait_for(Some(Duration::from_secs(NAPTIME.get() as u64)), None, event)?;
             signals::reload_if_pending()?;
         }
-        LATCH.get()?.store(0, Ordering::Release);
+        WORKER.get()?.set(None);
         Ok(())
     }
 }
@@ -178,19 +162,12 @@ bgworker::sql_function! {
     /// Wakes the ALPS worker for an early cycle; false when it is not running.
     #[sql(schema = "@extschema@", name = "wake")]
     fn alps_wake() -> bool {
-        let latch = LATCH.get()?.load(Ordering::Acquire);
-        if latch == 0 {
-            return Ok(false);
-        }
-        // SAFETY: the address of a PGPROC latch in shared memory; setting a latch is always
-        // allowed, even if its process has exited meanwhile.
-        unsafe { bgworker::pg_sys::SetLatch(latch as *mut bgworker::pg_sys::Latch) };
-        Ok(true)
+        Ok(WORKER.get()?.wake())
     }
 }
 
 bgworker::pg_init!({
-    single_threaded_blas();
+    alps_models::single_threaded_blas();
     for guc in [
         &DATABASE,
         &INCLUDE_SCHEMAS,
@@ -215,7 +192,7 @@ bgworker::pg_init!({
     IMPUTE.define()?;
     guc::reserve_prefix(c"alps")?;
     if bgworker::entry::preloading() {
-        LATCH.request()?;
+        WORKER.request()?;
         Alps::register()?;
     }
     Ok(())

@@ -40,6 +40,7 @@ CREATE FUNCTION "quote_literal_rs"("value" text) RETURNS text AS 'MODULE_PATHNAM
 CREATE FUNCTION "read_as_int4"("sql" text) RETURNS integer AS 'MODULE_PATHNAME', 'read_as_int4' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "read_pairs"("sql" text) RETURNS text AS 'MODULE_PATHNAME', 'read_pairs' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "registration_errors"() RETURNS text[] AS 'MODULE_PATHNAME', 'registration_errors' LANGUAGE c VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION "remember_my_latch"() RETURNS integer AS 'MODULE_PATHNAME', 'remember_my_latch' LANGUAGE c VOLATILE PARALLEL UNSAFE;
 CREATE FUNCTION "rs_longest_final"(internal) RETURNS bigint AS 'MODULE_PATHNAME', 'rs_longest_final' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE; REVOKE ALL ON FUNCTION "rs_longest_final"(internal) FROM PUBLIC;
 CREATE FUNCTION "rs_longest_step"(internal, text) RETURNS internal AS 'MODULE_PATHNAME', 'rs_longest_step' LANGUAGE c VOLATILE PARALLEL UNSAFE; REVOKE ALL ON FUNCTION "rs_longest_step"(internal, text) FROM PUBLIC;
 CREATE FUNCTION "rs_sum_squares_combine"(internal, internal) RETURNS internal AS 'MODULE_PATHNAME', 'rs_sum_squares_combine' LANGUAGE c VOLATILE PARALLEL SAFE; REVOKE ALL ON FUNCTION "rs_sum_squares_combine"(internal, internal) FROM PUBLIC;
@@ -66,6 +67,8 @@ CREATE FUNCTION "spi_echo_text_array"("value" text[]) RETURNS text[] AS 'MODULE_
 CREATE FUNCTION "spi_echo_text"("value" text) RETURNS text AS 'MODULE_PATHNAME', 'spi_echo_text' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "swallow_spi_error"() RETURNS text AS 'MODULE_PATHNAME', 'swallow_spi_error' LANGUAGE c VOLATILE PARALLEL UNSAFE;
 CREATE FUNCTION "try_statement"("sql" text) RETURNS text AS 'MODULE_PATHNAME', 'try_statement' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
+CREATE FUNCTION "wait_my_latch"("millis" bigint) RETURNS text AS 'MODULE_PATHNAME', 'wait_my_latch' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
+CREATE FUNCTION "wake_remembered"() RETURNS boolean AS 'MODULE_PATHNAME', 'wake_remembered' LANGUAGE c VOLATILE PARALLEL UNSAFE;
 CREATE AGGREGATE "rs_longest"(text) (SFUNC = "rs_longest_step", STYPE = internal, FINALFUNC = "rs_longest_final", PARALLEL = UNSAFE);
 CREATE AGGREGATE "rs_sum_squares"(double precision) (SFUNC = "rs_sum_squares_step", STYPE = internal, FINALFUNC = "rs_sum_squares_final", COMBINEFUNC = "rs_sum_squares_combine", SERIALFUNC = "rs_sum_squares_serialize", DESERIALFUNC = "rs_sum_squares_deserialize", PARALLEL = SAFE);
 

@@ -12,6 +12,18 @@ mod triangle;
 
 pub use triangle::Triangle;
 
+extern "C" {
+    fn openblas_set_num_threads(threads: std::ffi::c_int);
+}
+
+/// Keeps OpenBLAS single-threaded: its thread pool must not live in a forking postmaster or
+/// compete with backends. (OpenBLAS reads `OPENBLAS_NUM_THREADS` only when it is loaded,
+/// before any code of ours runs, so it must be told.)
+pub fn single_threaded_blas() {
+    // SAFETY: a plain setter of the BLAS library this crate links (openblas-system).
+    unsafe { openblas_set_num_threads(1) };
+}
+
 /// A source of complete rows that can be read more than once (one read per IRLS step).
 pub trait Rows {
     /// The error of the underlying reader.

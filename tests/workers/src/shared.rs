@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bgworker::dsm::Segment;
+use bgworker::latch::{Waker, WakerSlot};
 use bgworker::prelude::*;
 use bgworker::shmem::{Shared, SharedLock};
 
@@ -11,9 +12,38 @@ static ATOMIC_HITS: Shared<AtomicU64> =
     Shared::new(c"test_workers atomic hits", || AtomicU64::new(0));
 static LOCKED_HITS: SharedLock<[i64; 2]> = SharedLock::new(c"test_workers locked hits", || [0, 0]);
 
+/// A latch another backend can set.
+static REMEMBERED: Shared<WakerSlot> =
+    Shared::new(c"test_workers remembered latch", WakerSlot::new);
+
 pub fn request() -> Result<()> {
     ATOMIC_HITS.request()?;
-    LOCKED_HITS.request()
+    LOCKED_HITS.request()?;
+    REMEMBERED.request()
+}
+
+bgworker::sql_function! {
+    /// Stores this backend's latch for `wake_remembered`; returns this backend's pid.
+    fn remember_my_latch() -> i32 {
+        let me = Waker::current()?;
+        REMEMBERED.get()?.set(Some(me));
+        Ok(me.pid())
+    }
+}
+
+bgworker::sql_function! {
+    /// Sets the remembered latch; false if its backend is gone.
+    fn wake_remembered() -> bool {
+        Ok(REMEMBERED.get()?.wake())
+    }
+}
+
+bgworker::sql_function! {
+    /// Waits up to `millis` for this backend's latch: "latch" or "timeout".
+    fn wait_my_latch(millis: i64) -> String {
+        let woke = latch::wait(Some(std::time::Duration::from_millis(millis as u64)))?;
+        Ok(format!("{woke:?}").to_lowercase())
+    }
 }
 
 bgworker::sql_function! {
