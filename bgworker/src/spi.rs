@@ -60,12 +60,10 @@ pub struct Spi {
     pinned: bool,
     /// Whether statements run with SPI's `read_only` flag.
     read_only: bool,
-    /// Set when the whole transaction was rolled back under this value (a subtransaction
-    /// that could not end); every later call returns it.
-    lost: Option<Error>,
-    /// Whether the transaction is this value's own (`xact::transaction`), rather than the
-    /// caller's of a SQL function.
-    owns_transaction: bool,
+    /// Set when the connection is gone: the transaction it ran in was rolled back under
+    /// this value (by the `xact` module, which owns transactions), and SPI with it. Every
+    /// later call returns this error.
+    closed: Option<Error>,
     /// SPI's state belongs to the process's main thread.
     _not_send: std::marker::PhantomData<*mut ()>,
 }
@@ -392,31 +390,31 @@ fn free_tuptable() {
 }
 
 impl Spi {
-    pub(crate) fn new() -> Spi {
+    /// A handle on the SPI connection just opened (`SPI_connect`) by the caller, which
+    /// closes it.
+    pub(crate) fn connected() -> Spi {
         Spi {
             reported: None,
             pinned: false,
             read_only: false,
-            lost: None,
-            owns_transaction: false,
+            closed: None,
             _not_send: std::marker::PhantomData,
         }
     }
 
-    pub(crate) fn owning_transaction() -> Spi {
-        Spi {
-            owns_transaction: true,
-            ..Spi::new()
-        }
+    /// Refuses every later call with `why`: the connection was torn down under this value.
+    pub(crate) fn close(&mut self, why: Error) {
+        self.closed = Some(why);
     }
 
-    pub(crate) fn owns_transaction(&self) -> bool {
-        self.owns_transaction
+    /// Why the connection was closed under this value, if it was; clears the record.
+    pub(crate) fn take_closed(&mut self) -> Option<Error> {
+        self.closed.take()
     }
 
     pub(crate) fn check_usable(&self) -> Result<()> {
-        if let Some(lost) = &self.lost {
-            return Err(lost.clone());
+        if let Some(closed) = &self.closed {
+            return Err(closed.clone());
         }
         if let Some(caught) = crate::recovery::pending_error() {
             return Err(Error::WrongContext(format!(
@@ -426,14 +424,6 @@ impl Spi {
             )));
         }
         crate::shmem::check_no_lwlock_guard()
-    }
-
-    pub(crate) fn take_lost(&mut self) -> Option<Error> {
-        self.lost.take()
-    }
-
-    pub(crate) fn set_lost(&mut self, lost: Error) {
-        self.lost = Some(lost);
     }
 
     /// Runs the following statements with SPI's `read_only` flag (or, with `false`, without
@@ -715,24 +705,6 @@ impl Spi {
         }
         Ok(Cursor { portal, spi: self })
     }
-
-    /// Runs `f` in a subtransaction: if it fails (an error value, a PostgreSQL ERROR or a
-    /// panic), only the subtransaction is rolled back and the error returned; the enclosing
-    /// transaction goes on.
-    ///
-    /// ```no_run
-    /// bgworker::xact::transaction(|spi| {
-    ///     if let Err(e) = spi.subtransaction(|spi| spi.execute("INSERT INTO t VALUES (1)", &[])) {
-    ///         bgworker::log!("insert failed, going on: {e}");
-    ///     }
-    ///     spi.execute("INSERT INTO log VALUES ('done')", &[])
-    /// })?;
-    /// # Ok::<(), bgworker::Error>(())
-    /// ```
-    pub fn subtransaction<R>(&mut self, f: impl FnOnce(&mut Spi) -> Result<R>) -> Result<R> {
-        self.check_usable()?;
-        crate::xact::in_subtransaction(self, f)
-    }
 }
 
 /// A prepared statement whose plan outlives transactions; see [`Spi::prepare`]. Freed on drop.
@@ -799,7 +771,7 @@ impl Cursor<'_> {
 
 impl Drop for Cursor<'_> {
     fn drop(&mut self) {
-        if self.spi.lost.is_some() || crate::recovery::pending_error().is_some() {
+        if self.spi.closed.is_some() || crate::recovery::pending_error().is_some() {
             // The (sub)transaction's abort closes the portal; closing it here could touch
             // a portal that is being torn down.
             return;
