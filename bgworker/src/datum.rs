@@ -28,8 +28,9 @@
 //! # Ok::<(), bgworker::Error>(())
 //! ```
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::c_char;
 
+use crate::cstr::{copy_cstring, take_palloc_cstring, to_cstring};
 use crate::error::{Error, Result};
 use crate::guard::guard;
 use crate::pg_sys::{self, Datum, Oid};
@@ -212,27 +213,13 @@ impl std::fmt::Display for Numeric {
     }
 }
 
-/// Copies a C string Datum's text (from an output function) and frees it.
-///
-/// # Safety
-/// `ptr` must be a palloc'd NUL-terminated string.
-unsafe fn take_cstring(ptr: *mut c_char) -> String {
-    // SAFETY: guaranteed by the caller.
-    let text = unsafe { CStr::from_ptr(ptr) }
-        .to_string_lossy()
-        .into_owned();
-    // SAFETY: palloc'd, not used again.
-    unsafe { pg_sys::pfree(ptr.cast()) };
-    text
-}
-
 // SAFETY: returns a palloc'd value of the type it reports (or forwards to one that does).
 unsafe impl ToSql for Numeric {
     fn sql_type(&self) -> Oid {
         pg_sys::NUMERICOID
     }
     fn to_datum(&self) -> Result<Option<Datum>> {
-        let text = CString::new(self.0.as_str()).map_err(|_| Error::Nul { field: "numeric" })?;
+        let text = to_cstring(&self.0, "numeric")?;
         let arg = text.as_ptr() as Datum;
         // SAFETY: numeric_in(cstring, typioparam, typmod) with a valid C string; invalid text
         // raises an ERROR that guard returns.
@@ -267,7 +254,7 @@ unsafe impl FromSql for Numeric {
             pg_sys::DirectFunctionCall1Coll(Some(pg_sys::numeric_out), pg_sys::InvalidOid, datum)
         })?;
         // SAFETY: numeric_out's result is a palloc'd C string.
-        Ok(Numeric(unsafe { take_cstring(out as *mut c_char) }))
+        Ok(Numeric(unsafe { take_palloc_cstring(out as *mut c_char) }))
     }
 }
 
@@ -348,9 +335,7 @@ unsafe impl FromSql for String {
         }
         if oid == pg_sys::NAMEOID {
             // SAFETY: a name Datum points at a NUL-terminated NameData.
-            return Ok(unsafe { CStr::from_ptr(datum as *const c_char) }
-                .to_string_lossy()
-                .into_owned());
+            return Ok(unsafe { copy_cstring(datum as *const c_char) });
         }
         // SAFETY: text-like types are varlenas.
         let bytes = unsafe { varlena_bytes(datum) }?;
@@ -685,7 +670,7 @@ pub fn type_name(oid: Oid) -> String {
     // SAFETY: format_type_be returns a palloc'd string, also for unknown OIDs.
     match guard(|| unsafe { pg_sys::format_type_be(oid) }) {
         // SAFETY: palloc'd C string.
-        Ok(p) => unsafe { take_cstring(p) },
+        Ok(p) => unsafe { take_palloc_cstring(p) },
         Err(_) => format!("type {oid}"),
     }
 }

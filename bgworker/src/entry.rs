@@ -20,7 +20,7 @@ use std::ffi::{c_void, CString};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
 
-use crate::elog::to_cstring;
+use crate::cstr::to_cstring_lossy;
 use crate::error::{Error, PgError, SqlState};
 use crate::pg_sys;
 
@@ -124,10 +124,10 @@ impl Report {
     fn new(e: PgError) -> Report {
         Report {
             sqlstate: e.sqlstate.packed(),
-            message: to_cstring(&e.message),
-            detail: e.detail.as_deref().map(to_cstring),
-            hint: e.hint.as_deref().map(to_cstring),
-            context: e.context.as_deref().map(to_cstring),
+            message: to_cstring_lossy(&e.message),
+            detail: e.detail.as_deref().map(to_cstring_lossy),
+            hint: e.hint.as_deref().map(to_cstring_lossy),
+            context: e.context.as_deref().map(to_cstring_lossy),
         }
     }
 }

@@ -463,9 +463,7 @@ impl GucString {
         }
         // SAFETY: a non-NULL pointer is a NUL-terminated string owned by PostgreSQL, valid
         // until the next configuration change, and we copy it at once.
-        let text = unsafe { CStr::from_ptr(ptr) }
-            .to_string_lossy()
-            .into_owned();
+        let text = unsafe { crate::cstr::copy_cstring(ptr) };
         (!text.is_empty()).then_some(text)
     }
 }
@@ -540,12 +538,8 @@ pub fn reserve_prefix(prefix: &'static CStr) -> Result<()> {
 /// # Ok::<(), bgworker::Error>(())
 /// ```
 pub fn set(name: &str, value: &str) -> Result<()> {
-    let name = std::ffi::CString::new(name).map_err(|_| crate::Error::Nul {
-        field: "setting name",
-    })?;
-    let value = std::ffi::CString::new(value).map_err(|_| crate::Error::Nul {
-        field: "setting value",
-    })?;
+    let name = crate::cstr::to_cstring(name, "setting name")?;
+    let value = crate::cstr::to_cstring(value, "setting value")?;
     let (n, v) = (name.as_ptr(), value.as_ptr());
     // SAFETY: both strings outlive the call; PostgreSQL copies them.
     guard(|| unsafe {

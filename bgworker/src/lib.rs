@@ -49,6 +49,7 @@
 
 pub use pg_sys;
 
+mod cstr;
 pub mod datum;
 pub mod dsm;
 pub mod elog;

@@ -35,8 +35,9 @@
 //! });
 //! ```
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::c_char;
 
+use crate::cstr::{copy_cstring, take_palloc_cstring, to_cstring, to_cstring_lossy};
 use crate::datum::{type_name, FromSql, ToSql};
 use crate::error::{Error, Result};
 use crate::guard::guard;
@@ -104,13 +105,8 @@ impl Row {
         let (desc, n) = (self.tupdesc, index as i32 + 1);
         // SAFETY: SPI_fname returns a palloc'd copy of the name, or NULL for a bad index.
         match guard(|| unsafe { pg_sys::SPI_fname(desc, n) }) {
-            Ok(p) if !p.is_null() => {
-                // SAFETY: a palloc'd C string.
-                let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
-                // SAFETY: palloc'd, not used again.
-                unsafe { pg_sys::pfree(p.cast()) };
-                s
-            }
+            // SAFETY: a palloc'd copy of the name, ours alone.
+            Ok(p) if !p.is_null() => unsafe { take_palloc_cstring(p) },
             _ => format!("#{}", index + 1),
         }
     }
@@ -334,16 +330,12 @@ fn parameter_layout(oid: Oid, n: usize) -> Result<bool> {
     Ok(crate::datum::type_layout(oid)?.by_val)
 }
 
-fn sql_text(sql: &str) -> Result<CString> {
-    CString::new(sql).map_err(|_| Error::Nul { field: "SQL text" })
-}
-
 fn spi_result(rc: i32, what: &str) -> Result<()> {
     if rc >= 0 {
         return Ok(());
     }
     // SAFETY: returns a static string for any code.
-    let name = unsafe { CStr::from_ptr(pg_sys::SPI_result_code_string(rc)) }.to_string_lossy();
+    let name = unsafe { copy_cstring(pg_sys::SPI_result_code_string(rc)) };
     Err(Error::msg(format!("{what} failed: {name}")))
 }
 
@@ -471,7 +463,7 @@ impl Spi {
         if self.reported.as_deref() == Some(activity) {
             return;
         }
-        let text = crate::elog::to_cstring(activity);
+        let text = to_cstring_lossy(activity);
         let ptr = text.as_ptr();
         // SAFETY: pgstat_report_activity copies the string into shared memory.
         let _ = guard(|| unsafe {
@@ -484,7 +476,7 @@ impl Spi {
         self.check_usable()?;
         let read_only = self.read_only;
         self.report_statement(sql);
-        let text = sql_text(sql)?;
+        let text = to_cstring(sql, "SQL text")?;
         let mut p = Params::new(params)?;
         let (src, n, types, values, nulls) = (
             text.as_ptr(),
@@ -575,7 +567,7 @@ impl Spi {
     /// ```
     pub fn prepare(&mut self, sql: &str, types: &[Oid]) -> Result<Statement> {
         self.check_usable()?;
-        let text = sql_text(sql)?;
+        let text = to_cstring(sql, "SQL text")?;
         let mut types = types.to_vec();
         let (src, n, t) = (text.as_ptr(), types.len() as i32, types.as_mut_ptr());
         // SAFETY: `types` holds `n` OIDs and outlives the call.
@@ -676,7 +668,7 @@ impl Spi {
     pub fn cursor(&mut self, sql: &str, params: &[&dyn ToSql]) -> Result<Cursor<'_>> {
         self.check_usable()?;
         self.report_statement(sql);
-        let text = sql_text(sql)?;
+        let text = to_cstring(sql, "SQL text")?;
         let mut p = Params::new(params)?;
         let read_only = self.read_only;
         let (src, n, types, values, nulls) = (
@@ -790,21 +782,15 @@ impl Drop for Cursor<'_> {
 /// # Ok::<(), bgworker::Error>(())
 /// ```
 pub fn quote_identifier(ident: &str) -> Result<String> {
-    let text = CString::new(ident).map_err(|_| Error::Nul {
-        field: "identifier",
-    })?;
+    let text = to_cstring(ident, "identifier")?;
     let ptr = text.as_ptr();
     // SAFETY: returns either its argument or a palloc'd quoted copy.
     let quoted = guard(|| unsafe { pg_sys::quote_identifier(ptr) })?;
-    // SAFETY: a NUL-terminated string, ours or palloc'd.
-    let out = unsafe { CStr::from_ptr(quoted) }
-        .to_string_lossy()
-        .into_owned();
-    if quoted != ptr {
-        // SAFETY: palloc'd by quote_identifier, not used again.
-        unsafe { pg_sys::pfree(quoted as *mut std::ffi::c_void) };
+    if quoted == ptr {
+        return Ok(ident.to_string());
     }
-    Ok(out)
+    // SAFETY: a palloc'd copy made by quote_identifier, ours alone.
+    Ok(unsafe { take_palloc_cstring(quoted as *mut c_char) })
 }
 
 /// Quotes a string literal with PostgreSQL's own `quote_literal_cstr`. Prefer parameters;
@@ -815,15 +801,10 @@ pub fn quote_identifier(ident: &str) -> Result<String> {
 /// # Ok::<(), bgworker::Error>(())
 /// ```
 pub fn quote_literal(value: &str) -> Result<String> {
-    let text = CString::new(value).map_err(|_| Error::Nul { field: "literal" })?;
+    let text = to_cstring(value, "literal")?;
     let ptr = text.as_ptr();
     // SAFETY: returns a palloc'd quoted copy.
     let quoted = guard(|| unsafe { pg_sys::quote_literal_cstr(ptr) })?;
-    // SAFETY: palloc'd C string.
-    let out = unsafe { CStr::from_ptr(quoted) }
-        .to_string_lossy()
-        .into_owned();
-    // SAFETY: palloc'd, not used again.
-    unsafe { pg_sys::pfree(quoted as *mut std::ffi::c_void) };
-    Ok(out)
+    // SAFETY: the palloc'd copy, ours alone.
+    Ok(unsafe { take_palloc_cstring(quoted) })
 }

@@ -23,9 +23,9 @@
 //! bgworker::pg_init!({ Ticker::register() });
 //! ```
 
-use std::ffi::CStr;
 use std::time::Duration;
 
+use crate::cstr::{copy_cstring, to_cstring};
 use crate::error::{Error, Result};
 use crate::guard::guard;
 use crate::pg_sys;
@@ -434,8 +434,7 @@ pub fn current_library() -> Result<String> {
         return Err(Error::msg("could not find the path of this shared library"));
     }
     // SAFETY: dli_fname is a NUL-terminated string owned by the loader.
-    let path = unsafe { CStr::from_ptr(info.dli_fname) };
-    Ok(path.to_string_lossy().into_owned())
+    Ok(unsafe { copy_cstring(info.dli_fname) })
 }
 
 /// The current worker's `bgw_extra` bytes (all 128 of them), or `None` outside a worker.
@@ -718,11 +717,11 @@ pub fn connect(c: Connection<'_>) -> Result<()> {
         guard(|| unsafe { pg_sys::BackgroundWorkerInitializeConnectionByOid(db, role, flags) })?;
     } else {
         let db = match c.database {
-            Database::Name(name) => Some(c_string(name, "database name")?),
+            Database::Name(name) => Some(to_cstring(name, "database name")?),
             _ => None,
         };
         let role = match c.role {
-            Role::Name(name) => Some(c_string(name, "role name")?),
+            Role::Name(name) => Some(to_cstring(name, "role name")?),
             _ => None,
         };
         let db_ptr = db.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
@@ -746,10 +745,6 @@ fn lookup_oid_refused(what: &str, name: &str) -> Result<u32> {
     )))
 }
 
-fn c_string(value: &str, field: &'static str) -> Result<std::ffi::CString> {
-    std::ffi::CString::new(value).map_err(|_| Error::Nul { field })
-}
-
 /// The running worker's `bgw_name`, or `None` outside a worker.
 ///
 /// ```no_run
@@ -762,6 +757,5 @@ pub fn current_worker_name() -> Option<String> {
         return None;
     }
     // SAFETY: bgw_name is a NUL-terminated array inside the entry.
-    let name = unsafe { CStr::from_ptr((*entry).bgw_name.as_ptr()) };
-    Some(name.to_string_lossy().into_owned())
+    Some(unsafe { copy_cstring((*entry).bgw_name.as_ptr()) })
 }
