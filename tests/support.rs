@@ -33,6 +33,7 @@ CREATE FUNCTION launch_and_stop() RETURNS text AS 'bgworker_test_workers' LANGUA
 CREATE FUNCTION registration_errors() RETURNS text[] AS 'bgworker_test_workers' LANGUAGE C;
 CREATE FUNCTION read_pairs(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
 CREATE FUNCTION read_as_int4(text) RETURNS int4 AS 'bgworker_test_workers' LANGUAGE C STRICT;
+CREATE FUNCTION conversion_error_at(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
 CREATE FUNCTION quote_ident_rs(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
 CREATE FUNCTION quote_literal_rs(text) RETURNS text AS 'bgworker_test_workers' LANGUAGE C STRICT;
 CREATE FUNCTION fail_with(text, text) RETURNS void AS 'bgworker_test_workers' LANGUAGE C STRICT;

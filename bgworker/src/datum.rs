@@ -120,9 +120,20 @@ sql_type! {
 }
 
 fn null_error<T>() -> Error {
-    Error::Conversion(format!(
+    Error::conversion(format!(
         "unexpected NULL for Rust type {}; read it as Option<...>",
         std::any::type_name::<T>()
+    ))
+}
+
+/// The conversion error for a value of SQL type `oid` that `T` does not accept (the caller
+/// adds the position).
+pub(crate) fn wrong_type<T: FromSql>(oid: Oid) -> Error {
+    Error::conversion(format!(
+        "type {} cannot be read as Rust type {}, which reads {}",
+        type_name(oid),
+        std::any::type_name::<T>(),
+        T::sql_name()
     ))
 }
 
@@ -340,7 +351,7 @@ unsafe impl FromSql for String {
         // SAFETY: text-like types are varlenas.
         let bytes = unsafe { varlena_bytes(datum) }?;
         String::from_utf8(bytes)
-            .map_err(|e| Error::Conversion(format!("text is not valid UTF-8: {e}")))
+            .map_err(|e| Error::conversion(format!("text is not valid UTF-8: {e}")))
     }
 }
 
@@ -474,7 +485,7 @@ fn array_to_datum<T: ArrayElement>(items: &[T]) -> Result<Option<Datum>> {
     // SAFETY: a catalog lookup that raises an ERROR only on catalog corruption.
     let array_type = guard(|| unsafe { pg_sys::get_array_type(element) })?;
     if array_type == pg_sys::InvalidOid {
-        return Err(Error::Conversion(format!(
+        return Err(Error::conversion(format!(
             "type {element} has no array type"
         )));
     }
@@ -617,7 +628,7 @@ unsafe impl<T: ArrayFromSql> FromSql for Vec<T> {
         // SAFETY: `array` is a detoasted ArrayType.
         let ndim = unsafe { (*array).ndim };
         if ndim > 1 {
-            return Err(Error::Conversion(format!(
+            return Err(Error::conversion(format!(
                 "array has {ndim} dimensions; Vec<{}> reads one",
                 std::any::type_name::<T>()
             )));
@@ -648,14 +659,7 @@ unsafe impl<T: ArrayFromSql> FromSql for Vec<T> {
             // SAFETY: deconstruct_array filled `count` entries in both arrays.
             let (d, null) = unsafe { (*values.add(i), *nulls.add(i)) };
             // SAFETY: each element is a valid Datum of type `element` unless NULL.
-            out.push(
-                unsafe { T::from_datum(d, null, element) }.map_err(|e| match e {
-                    Error::Conversion(m) => {
-                        Error::Conversion(format!("array element {}: {m}", i + 1))
-                    }
-                    other => other,
-                })?,
-            );
+            out.push(unsafe { T::from_datum(d, null, element) }.map_err(|e| e.in_element(i + 1))?);
         }
         Ok(out)
     }

@@ -69,7 +69,7 @@ pub mod testing;
 pub mod worker;
 pub mod xact;
 
-pub use error::{Error, PgError, Result, SqlState};
+pub use error::{Error, PgError, Position, Result, SqlState};
 pub use guard::guard;
 pub use worker::Worker;
 

@@ -39,7 +39,7 @@ use std::ffi::c_char;
 
 use crate::cstr::{copy_cstring, take_palloc_cstring, to_cstring, to_cstring_lossy};
 use crate::datum::{type_name, FromSql, ToSql};
-use crate::error::{Error, Result};
+use crate::error::{Error, Position, Result};
 use crate::guard::guard;
 use crate::pg_sys::{self, Datum, Oid};
 
@@ -112,7 +112,8 @@ impl Row {
     }
 
     /// Column `index` (0-based) as `T`. A NULL needs `Option<T>`; a SQL type that `T` cannot
-    /// hold is an error naming the column and both types.
+    /// hold is an error naming both types. Either is an [`Error::Conversion`] whose `at` is
+    /// [`Position::Column`] with the column's number (`index + 1`) and name.
     ///
     /// ```no_run
     /// # use bgworker::spi::{FromRow, Row};
@@ -125,29 +126,20 @@ impl Row {
     /// ```
     pub fn get<T: FromSql>(&self, index: usize) -> Result<T> {
         if index >= self.len() {
-            return Err(Error::Conversion(format!(
+            return Err(Error::conversion(format!(
                 "column index {index} is out of range: the row has {} columns",
                 self.len()
             )));
         }
         let (desc, n) = (self.tupdesc, index as i32 + 1);
-        // SAFETY: a valid descriptor and a column number in range.
-        let oid = unsafe { pg_sys::SPI_gettypeid(desc, n) };
-        if !T::accepts(oid) {
-            return Err(self.wrong_type::<T>(index, oid));
-        }
         let mut is_null = false;
         let null_out = &mut is_null as *mut bool;
         let tuple = self.tuple;
-        // SAFETY: a valid tuple of this descriptor; no detoasting happens here.
+        // SAFETY: a valid tuple of this descriptor and a column number in range; no
+        // detoasting happens here.
         let datum = unsafe { pg_sys::SPI_getbinval(tuple, desc, n, null_out) };
-        // SAFETY: `datum` is of type `oid` unless NULL.
-        unsafe { T::from_datum(datum, is_null, oid) }.map_err(|e| match e {
-            Error::Conversion(m) => {
-                Error::Conversion(format!("column \"{}\": {m}", self.column_name(index)))
-            }
-            other => other,
-        })
+        // SAFETY: the value of column `index` of this row.
+        unsafe { self.convert(index, datum, is_null) }
     }
 }
 
@@ -180,32 +172,32 @@ impl Row {
         };
         let mut out = Vec::with_capacity(n);
         for (index, (datum, is_null)) in values.into_iter().zip(nulls).enumerate() {
-            // SAFETY: a valid descriptor and a column number in range.
-            let oid = unsafe { pg_sys::SPI_gettypeid(self.tupdesc, index as i32 + 1) };
-            if !T::accepts(oid) {
-                return Err(self.wrong_type::<T>(index, oid));
-            }
-            // SAFETY: `datum` is of type `oid` unless NULL.
-            out.push(
-                unsafe { T::from_datum(datum, is_null, oid) }.map_err(|e| match e {
-                    Error::Conversion(m) => {
-                        Error::Conversion(format!("column \"{}\": {m}", self.column_name(index)))
-                    }
-                    other => other,
-                })?,
-            );
+            // SAFETY: the value of column `index` of this row.
+            out.push(unsafe { self.convert(index, datum, is_null) }?);
         }
         Ok(out)
     }
 
-    fn wrong_type<T: FromSql>(&self, index: usize, oid: Oid) -> Error {
-        Error::Conversion(format!(
-            "column \"{}\" has type {}, which Rust type {} cannot read (it reads {})",
-            self.column_name(index),
-            type_name(oid),
-            std::any::type_name::<T>(),
-            T::sql_name()
-        ))
+    /// Column `index`'s value as `T`, after checking that `T` reads the column's type; a
+    /// conversion error says which column it was.
+    ///
+    /// # Safety
+    /// `index` must be in range and `datum` the column's value in this row (unless NULL).
+    unsafe fn convert<T: FromSql>(&self, index: usize, datum: Datum, is_null: bool) -> Result<T> {
+        // SAFETY: a valid descriptor and a column number in range (guaranteed by the caller).
+        let oid = unsafe { pg_sys::SPI_gettypeid(self.tupdesc, index as i32 + 1) };
+        let value = if T::accepts(oid) {
+            // SAFETY: `datum` is of type `oid` unless NULL (guaranteed by the caller).
+            unsafe { T::from_datum(datum, is_null, oid) }
+        } else {
+            Err(crate::datum::wrong_type::<T>(oid))
+        };
+        value.map_err(|e| {
+            e.at(Position::Column {
+                number: index + 1,
+                name: self.column_name(index),
+            })
+        })
     }
 }
 
@@ -229,7 +221,7 @@ pub trait FromRow: Sized {
 impl<T: FromSql> FromRow for T {
     fn from_row(row: &Row) -> Result<Self> {
         if row.len() != 1 {
-            return Err(Error::Conversion(format!(
+            return Err(Error::conversion(format!(
                 "the row has {} columns; a single {} reads one",
                 row.len(),
                 std::any::type_name::<T>()
@@ -273,18 +265,19 @@ impl Params {
             nulls: Vec::with_capacity(params.len()),
             allocated: Vec::new(),
         };
-        for param in params {
+        for (i, param) in params.iter().enumerate() {
+            let at = || Position::Parameter(i + 1);
             let oid = param.sql_type();
-            let by_value = parameter_layout(oid, p.types.len() + 1)?;
+            let by_value = parameter_layout(oid).map_err(|e| e.at(at()))?;
             p.types.push(oid);
-            match param.to_datum()? {
+            match param.to_datum().map_err(|e| e.at(at()))? {
                 Some(d) => {
                     if !by_value && d == 0 {
-                        return Err(Error::Conversion(format!(
-                            "parameter ${} of type {} has no value",
-                            p.types.len(),
+                        return Err(Error::conversion(format!(
+                            "a value of type {} is missing",
                             type_name(oid)
-                        )));
+                        ))
+                        .at(at()));
                     }
                     p.values.push(d);
                     p.nulls.push(b' ' as c_char);
@@ -311,19 +304,20 @@ impl Drop for Params {
     }
 }
 
-/// Whether parameter `$n` of type `oid` is passed by value, as the catalog says; an error
-/// for what cannot be a parameter (no type, a pseudo-type such as `void`).
-fn parameter_layout(oid: Oid, n: usize) -> Result<bool> {
+/// Whether a parameter of type `oid` is passed by value, as the catalog says; a conversion
+/// error (without the position) for what cannot be a parameter (no type, a pseudo-type such
+/// as `void`).
+fn parameter_layout(oid: Oid) -> Result<bool> {
     if oid == pg_sys::InvalidOid {
-        return Err(Error::Conversion(format!(
-            "parameter ${n} has no SQL type (an array of a type without an array type?)"
-        )));
+        return Err(Error::conversion(
+            "no SQL type (an array of a type without an array type?)",
+        ));
     }
     // SAFETY: a catalog lookup; an unknown type raises an ERROR that guard returns.
     let kind = guard(|| unsafe { pg_sys::get_typtype(oid) })?;
     if kind == pg_sys::TYPTYPE_PSEUDO as c_char {
-        return Err(Error::Conversion(format!(
-            "parameter ${n} has type {}, which cannot be a statement parameter",
+        return Err(Error::conversion(format!(
+            "type {} cannot be a statement parameter",
             type_name(oid)
         )));
     }
@@ -603,12 +597,12 @@ impl Spi {
         let p = Params::new(params)?;
         for (i, (given, wanted)) in p.types.iter().zip(&stmt.types).enumerate() {
             if given != wanted {
-                return Err(Error::Conversion(format!(
-                    "parameter ${} is {}, the statement was prepared for {}",
-                    i + 1,
+                return Err(Error::conversion(format!(
+                    "type {} given, the statement was prepared for {}",
                     type_name(*given),
                     type_name(*wanted)
-                )));
+                ))
+                .at(Position::Parameter(i + 1)));
             }
         }
         let (plan, values, nulls) = (stmt.plan, p.values.as_ptr() as *mut Datum, p.nulls.as_ptr());
