@@ -5,7 +5,7 @@
 //! a name, a setting), that is an [`Error::Nul`] naming the argument; where it is only shown
 //! (a log message, an error report, `pg_stat_activity`), the NUL is written as `\0`.
 //!
-//! ```
+//! ```no_run
 //! use bgworker::Error;
 //! // Refused before PostgreSQL is called:
 //! let e = bgworker::spi::quote_literal("it\0s").unwrap_err();

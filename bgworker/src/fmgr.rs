@@ -3,7 +3,7 @@
 //! Arguments and results go through the same [`FromSql`]/[`ToSql`] traits as SPI; an `Err`
 //! or a panic in the body is raised as a SQL ERROR with its SQLSTATE.
 //!
-//! ```ignore
+//! ```no_run
 //! bgworker::sql_function! {
 //!     fn greet(name: Option<String>) -> String {
 //!         Ok(format!("hello, {}", name.as_deref().unwrap_or("stranger")))
@@ -25,7 +25,7 @@ pub static FINFO_V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_ver
 /// (`Option<T>` for a nullable result, `()` for `void`); it runs as `Result<T>` so `?` works.
 /// The macro exports the C symbol `name` and its `pg_finfo_name` record.
 ///
-/// ```ignore
+/// ```no_run
 /// bgworker::sql_function! {
 ///     fn add_one(x: i32) -> i32 {
 ///         x.checked_add(1).ok_or_else(|| bgworker::Error::msg("integer out of range"))

@@ -5,7 +5,7 @@
 //! loaded or reloaded, always from the backend's single thread, and the variable is read
 //! from that same thread.
 //!
-//! ```ignore
+//! ```no_run
 //! use bgworker::guc::{Context, GucInt, Unit};
 //! static NAPTIME: GucInt = GucInt::new(c"my_ext.naptime", c"Seconds between rounds.", 10, 1, 3600)
 //!     .context(Context::Sighup)
@@ -26,7 +26,7 @@ use crate::pg_sys;
 
 /// Who may change a variable, and when it takes effect (`GucContext`).
 ///
-/// ```ignore
+/// ```
 /// use bgworker::guc::{Context, GucBool};
 /// static VERBOSE: GucBool = GucBool::new(c"my_ext.verbose", c"Log more.", false)
 ///     .context(Context::Superuser)
@@ -61,7 +61,7 @@ impl Context {
 
 /// The unit of an integer or real variable, so users can write `'5min'` or `'64MB'`.
 ///
-/// ```ignore
+/// ```
 /// use bgworker::guc::{GucInt, Unit};
 /// static BUDGET: GucInt = GucInt::new(c"my_ext.budget", c"Memory budget.", 1024, 64, 1 << 20).unit(Unit::Kilobytes);
 /// ```
@@ -335,7 +335,7 @@ macro_rules! unit_method {
 
 /// An integer variable (`DefineCustomIntVariable`).
 ///
-/// ```ignore
+/// ```
 /// static WORKERS: bgworker::guc::GucInt =
 ///     bgworker::guc::GucInt::new(c"my_ext.workers", c"How many workers.", 2, 1, 100);
 /// ```
@@ -377,7 +377,7 @@ const fn unit_flags(unit: Unit) -> i32 {
 
 /// A floating-point variable (`DefineCustomRealVariable`).
 ///
-/// ```ignore
+/// ```
 /// static L2: bgworker::guc::GucReal =
 ///     bgworker::guc::GucReal::new(c"my_ext.l2", c"Penalty.", 1.0, 0.0, 1e6);
 /// ```
@@ -407,7 +407,7 @@ impl GucReal {
 
 /// A boolean variable (`DefineCustomBoolVariable`).
 ///
-/// ```ignore
+/// ```
 /// static ENABLED: bgworker::guc::GucBool =
 ///     bgworker::guc::GucBool::new(c"my_ext.enabled", c"Whether to run.", true);
 /// ```
@@ -433,7 +433,7 @@ impl GucBool {
 
 /// A text variable (`DefineCustomStringVariable`).
 ///
-/// ```ignore
+/// ```
 /// static DATABASE: bgworker::guc::GucString =
 ///     bgworker::guc::GucString::new(c"my_ext.database", c"Database to connect to.", Some(c"postgres"));
 /// ```
@@ -471,7 +471,7 @@ impl GucString {
 /// An enumerated variable (`DefineCustomEnumVariable`): one of a fixed set of names, read
 /// as the number paired with the name.
 ///
-/// ```ignore
+/// ```
 /// static IMPUTE: bgworker::guc::GucEnum = bgworker::guc::GucEnum::new(
 ///     c"my_ext.impute", c"How to fill missing values.", 0,
 ///     &[(c"mean", 0), (c"none", 1)],

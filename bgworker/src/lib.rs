@@ -22,7 +22,7 @@
 //! A PostgreSQL ERROR becomes an [`Error`] value; a Rust panic or returned error becomes a
 //! PostgreSQL ERROR at the entry point. No `longjmp` skips a Rust destructor.
 //!
-//! ```ignore
+//! ```no_run
 //! use bgworker::prelude::*;
 //! use std::time::Duration;
 //!

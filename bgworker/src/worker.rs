@@ -5,7 +5,7 @@
 //! [`Worker::register`], or launch it from a backend with [`Worker::launch`]. For unusual
 //! cases, [`Builder`] exposes every field of C's `BackgroundWorker`.
 //!
-//! ```ignore
+//! ```no_run
 //! use bgworker::prelude::*;
 //!
 //! struct Ticker;
@@ -71,7 +71,7 @@ pub enum Restart {
 /// [`crate::signals`]); returning `Ok` exits with code 0, returning `Err` or panicking exits
 /// through a PostgreSQL ERROR (code 1) carrying the message.
 ///
-/// ```ignore
+/// ```no_run
 /// struct Hello;
 /// impl bgworker::Worker for Hello {
 ///     const NAME: &'static str = "hello";
@@ -125,7 +125,12 @@ pub trait Worker: Exported {
 /// Implemented by [`export_worker!`](crate::export_worker!): the name of the exported C entry
 /// point that PostgreSQL looks up (`bgw_function_name`).
 ///
-/// ```ignore
+/// ```no_run
+/// # struct MyWorker;
+/// # impl bgworker::Worker for MyWorker {
+/// #     const NAME: &'static str = "my worker";
+/// #     fn main(_arg: i64) -> bgworker::Result<()> { Ok(()) }
+/// # }
 /// bgworker::export_worker!(MyWorker, "my_worker_main");
 /// assert_eq!(<MyWorker as bgworker::worker::Exported>::FUNCTION, "my_worker_main");
 /// ```
@@ -138,7 +143,12 @@ pub trait Exported {
 /// registration. The generated function installs the signal handlers, runs
 /// [`Worker::main`] and turns an error or panic into an ERROR (exit code 1).
 ///
-/// ```ignore
+/// ```no_run
+/// # struct MyWorker;
+/// # impl bgworker::Worker for MyWorker {
+/// #     const NAME: &'static str = "my worker";
+/// #     fn main(_arg: i64) -> bgworker::Result<()> { Ok(()) }
+/// # }
 /// bgworker::export_worker!(MyWorker, "my_worker_main");
 /// ```
 #[macro_export]
