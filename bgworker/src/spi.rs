@@ -35,7 +35,7 @@
 //! });
 //! ```
 
-use std::ffi::c_char;
+use std::ffi::{c_char, CString};
 
 use crate::cstr::{copy_cstring, take_palloc_cstring, to_cstring, to_cstring_lossy};
 use crate::datum::{type_name, FromSql, ToSql};
@@ -293,6 +293,17 @@ impl Params {
         }
         Ok(p)
     }
+
+    /// The count and the arrays, as the `SPI_*_with_args` calls take them; valid while
+    /// `self` is.
+    fn as_args(&mut self) -> (i32, *mut Oid, *mut Datum, *const c_char) {
+        (
+            self.types.len() as i32,
+            self.types.as_mut_ptr(),
+            self.values.as_mut_ptr(),
+            self.nulls.as_ptr(),
+        )
+    }
 }
 
 impl Drop for Params {
@@ -362,6 +373,14 @@ fn take_rows<R: FromRow>() -> Result<Vec<R>> {
         pg_sys::SPI_freetuptable(table);
         pg_sys::SPI_tuptable = std::ptr::null_mut();
         result.map(|()| out)
+    }
+}
+
+/// The only row, if any; [`Error::TooManyRows`] for more.
+fn at_most_one<R>(mut rows: Vec<R>) -> Result<Option<R>> {
+    match rows.len() {
+        0 | 1 => Ok(rows.pop()),
+        n => Err(Error::TooManyRows { count: n as u64 }),
     }
 }
 
@@ -466,19 +485,22 @@ impl Spi {
         self.reported = Some(activity.to_string());
     }
 
-    fn run(&mut self, sql: &str, params: &[&dyn ToSql], limit: i64) -> Result<u64> {
+    /// Checks that a statement can run, shows it as the activity, and converts its text
+    /// and parameters for an `SPI_*_with_args` call.
+    fn statement_with_args(
+        &mut self,
+        sql: &str,
+        params: &[&dyn ToSql],
+    ) -> Result<(CString, Params)> {
         self.check_usable()?;
-        let read_only = self.read_only;
         self.report_statement(sql);
-        let text = to_cstring(sql, "SQL text")?;
-        let mut p = Params::new(params)?;
-        let (src, n, types, values, nulls) = (
-            text.as_ptr(),
-            p.types.len() as i32,
-            p.types.as_mut_ptr(),
-            p.values.as_mut_ptr(),
-            p.nulls.as_ptr(),
-        );
+        Ok((to_cstring(sql, "SQL text")?, Params::new(params)?))
+    }
+
+    fn run(&mut self, sql: &str, params: &[&dyn ToSql], limit: i64) -> Result<u64> {
+        let (text, mut p) = self.statement_with_args(sql, params)?;
+        let (src, read_only) = (text.as_ptr(), self.read_only);
+        let (n, types, values, nulls) = p.as_args();
         // SAFETY: all arrays hold `n` entries and outlive the call.
         let rc = guard(|| unsafe {
             pg_sys::SPI_execute_with_args(src, n, types, values, nulls, read_only, limit as _)
@@ -506,22 +528,12 @@ impl Spi {
     /// Runs a query that must return exactly one row: [`Error::NoRows`] or
     /// [`Error::TooManyRows`] otherwise.
     pub fn query_one<R: FromRow>(&mut self, sql: &str, params: &[&dyn ToSql]) -> Result<R> {
-        let mut rows = self.query::<R>(sql, params)?;
-        match rows.len() {
-            1 => Ok(rows.remove(0)),
-            0 => Err(Error::NoRows),
-            n => Err(Error::TooManyRows { count: n as u64 }),
-        }
+        at_most_one(self.query::<R>(sql, params)?)?.ok_or(Error::NoRows)
     }
 
     /// Runs a query that returns at most one row: [`Error::TooManyRows`] otherwise.
     pub fn query_opt<R: FromRow>(&mut self, sql: &str, params: &[&dyn ToSql]) -> Result<Option<R>> {
-        let mut rows = self.query::<R>(sql, params)?;
-        match rows.len() {
-            0 => Ok(None),
-            1 => Ok(Some(rows.remove(0))),
-            n => Err(Error::TooManyRows { count: n as u64 }),
-        }
+        at_most_one(self.query::<R>(sql, params)?)
     }
 
     /// Runs a statement that may write; returns the number of rows processed.
@@ -630,12 +642,7 @@ impl Spi {
         stmt: &Statement,
         params: &[&dyn ToSql],
     ) -> Result<R> {
-        let mut rows = self.query_prepared::<R>(stmt, params)?;
-        match rows.len() {
-            1 => Ok(rows.remove(0)),
-            0 => Err(Error::NoRows),
-            n => Err(Error::TooManyRows { count: n as u64 }),
-        }
+        at_most_one(self.query_prepared::<R>(stmt, params)?)?.ok_or(Error::NoRows)
     }
 
     /// Runs a prepared statement that may write; returns the number of rows processed.
@@ -660,18 +667,9 @@ impl Spi {
     /// # Ok::<(), bgworker::Error>(())
     /// ```
     pub fn cursor(&mut self, sql: &str, params: &[&dyn ToSql]) -> Result<Cursor<'_>> {
-        self.check_usable()?;
-        self.report_statement(sql);
-        let text = to_cstring(sql, "SQL text")?;
-        let mut p = Params::new(params)?;
-        let read_only = self.read_only;
-        let (src, n, types, values, nulls) = (
-            text.as_ptr(),
-            p.types.len() as i32,
-            p.types.as_mut_ptr(),
-            p.values.as_mut_ptr(),
-            p.nulls.as_ptr(),
-        );
+        let (text, mut p) = self.statement_with_args(sql, params)?;
+        let (src, read_only) = (text.as_ptr(), self.read_only);
+        let (n, types, values, nulls) = p.as_args();
         // SAFETY: arrays hold `n` entries; the portal copies the parameter values.
         let portal = guard(|| unsafe {
             pg_sys::SPI_cursor_open_with_args(

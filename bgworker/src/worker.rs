@@ -525,6 +525,25 @@ impl Handle {
         self.raw
     }
 
+    /// The status that `call` (`GetBackgroundWorkerPid` or `WaitForBackgroundWorkerStartup`,
+    /// which share a signature and a contract) reports for this worker.
+    fn status_from(
+        &self,
+        call: unsafe extern "C" fn(
+            *mut pg_sys::BackgroundWorkerHandle,
+            *mut pg_sys::pid_t,
+        ) -> pg_sys::BgwHandleStatus,
+    ) -> Result<Status> {
+        let raw = self.raw;
+        let mut pid: pg_sys::pid_t = 0;
+        let out = &mut pid as *mut pg_sys::pid_t;
+        // SAFETY: `raw` is the handle PostgreSQL gave us; `out` is valid for the call; both
+        // functions only read the handle and write the pid (waiting for startup needs the
+        // launching backend as the notify pid, which `launch` sets).
+        let code = guard(|| unsafe { call(raw, out) })?;
+        Ok(Self::status_of(code, pid))
+    }
+
     fn status_of(code: pg_sys::BgwHandleStatus, pid: i32) -> Status {
         match code {
             pg_sys::BgwHandleStatus_BGWH_STARTED => Status::Started(pid),
@@ -536,12 +555,7 @@ impl Handle {
 
     /// The current status, without waiting.
     pub fn status(&self) -> Result<Status> {
-        let raw = self.raw;
-        let mut pid: pg_sys::pid_t = 0;
-        let out = &mut pid as *mut pg_sys::pid_t;
-        // SAFETY: `raw` is the handle PostgreSQL gave us; `out` is valid for the call.
-        let code = guard(|| unsafe { pg_sys::GetBackgroundWorkerPid(raw, out) })?;
-        Ok(Self::status_of(code, pid))
+        self.status_from(pg_sys::GetBackgroundWorkerPid)
     }
 
     /// The pid, when the worker is running.
@@ -554,12 +568,7 @@ impl Handle {
 
     /// Waits until the worker has started (or failed to), and returns its status.
     pub fn wait_for_startup(&self) -> Result<Status> {
-        let raw = self.raw;
-        let mut pid: pg_sys::pid_t = 0;
-        let out = &mut pid as *mut pg_sys::pid_t;
-        // SAFETY: as in `status`; the launching backend is the notify pid.
-        let code = guard(|| unsafe { pg_sys::WaitForBackgroundWorkerStartup(raw, out) })?;
-        Ok(Self::status_of(code, pid))
+        self.status_from(pg_sys::WaitForBackgroundWorkerStartup)
     }
 
     /// Waits until the worker has stopped.
