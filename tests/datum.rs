@@ -98,7 +98,8 @@ fn rows_read_into_structs_and_wrong_types_are_clear_errors() {
     let db = err.as_db_error().expect("a database error");
     assert_eq!(db.code().code(), "42804");
     assert!(
-        db.message().contains("column \"label\" has type text"),
+        db.message()
+            .contains("column 1 \"label\": type text cannot be read as Rust type i32"),
         "{}",
         db.message()
     );
@@ -113,7 +114,7 @@ fn rows_read_into_structs_and_wrong_types_are_clear_errors() {
         .unwrap_err();
     let msg = err.as_db_error().unwrap().message().to_string();
     assert!(
-        msg.contains("column \"n\"") && msg.contains("NULL") && msg.contains("Option"),
+        msg.contains("column 1 \"n\": unexpected NULL") && msg.contains("Option"),
         "{msg}"
     );
 
@@ -145,6 +146,66 @@ fn rows_read_into_structs_and_wrong_types_are_clear_errors() {
         .unwrap()
         .get(0);
     assert_eq!(n, 7);
+}
+
+#[test]
+fn conversion_errors_say_which_column_argument_or_element() {
+    let cluster = test_cluster(&[]);
+    let mut client = cluster.connect();
+    // Matched on the error's fields inside the library (`conversion_error_at`).
+    let at = |client: &mut postgres::Client, sql: &str| -> String {
+        let arg = sql.replace('\'', "''");
+        client
+            .query_one(&format!("SELECT conversion_error_at('{arg}')"), &[])
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    };
+    assert_eq!(
+        at(&mut client, "SELECT 1 AS id, 'x'::text AS xs"),
+        "column 2 xs"
+    );
+    assert_eq!(
+        at(
+            &mut client,
+            "SELECT NULL::int4 AS id, '{1}'::float8[] AS xs"
+        ),
+        "column 1 id"
+    );
+    assert_eq!(
+        at(&mut client, "SELECT 1 AS id, '{1.5,NULL}'::float8[] AS xs"),
+        "column 2 xs, element 2"
+    );
+    assert_eq!(
+        at(&mut client, "SELECT 1 AS id, '{1.5}'::float8[] AS xs"),
+        "1 rows"
+    );
+
+    // The position reaches the client in the message, for arguments too.
+    let err = client
+        .query_one("SELECT echo_float8_array('{1.5,NULL}')", &[])
+        .unwrap_err();
+    let db = err.as_db_error().expect("a database error");
+    assert_eq!(db.code().code(), "42804");
+    assert!(
+        db.message()
+            .starts_with("argument 1, array element 2: unexpected NULL"),
+        "{}",
+        db.message()
+    );
+    client
+        .batch_execute(
+            "CREATE FUNCTION read_as_int4_of_int(int4) RETURNS int4 \
+             AS 'bgworker_test_workers', 'read_as_int4' LANGUAGE C STRICT",
+        )
+        .unwrap();
+    let err = client
+        .query_one("SELECT read_as_int4_of_int(1)", &[])
+        .unwrap_err();
+    let msg = err.as_db_error().unwrap().message().to_string();
+    assert!(
+        msg.starts_with("argument 1: type integer cannot be read as Rust type"),
+        "{msg}"
+    );
 }
 
 #[test]

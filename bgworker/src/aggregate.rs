@@ -41,7 +41,7 @@ use std::ffi::c_void;
 use std::rc::Rc;
 
 use crate::datum::{FromSql, ToSql};
-use crate::error::{Error, Result};
+use crate::error::{Error, Position, Result};
 use crate::guard::guard;
 use crate::pg_sys::{self, Datum, FunctionCallInfo, Oid};
 
@@ -315,19 +315,14 @@ impl Args {
     pub fn get<T: FromSql>(&self, index: usize) -> Result<T> {
         let at = self.position(index)?;
         let oid = self.sql_type(index)?;
+        let position = Position::Argument(index + 1);
         if !T::accepts(oid) {
-            return Err(Error::Conversion(format!(
-                "aggregate argument {} has type {}, which Rust type {} cannot read (it reads {})",
-                index + 1,
-                crate::datum::type_name(oid),
-                std::any::type_name::<T>(),
-                T::sql_name()
-            )));
+            return Err(crate::datum::wrong_type::<T>(oid).at(position));
         }
         // SAFETY: `at` < nargs; args is a flexible array of nargs.
         let arg = unsafe { *(*self.fcinfo).args.as_ptr().add(at) };
         // SAFETY: the Datum has type `oid` unless NULL.
-        unsafe { T::from_datum(arg.value, arg.isnull, oid) }
+        unsafe { T::from_datum(arg.value, arg.isnull, oid) }.map_err(|e| e.at(position))
     }
 
     fn position(&self, index: usize) -> Result<usize> {

@@ -28,8 +28,9 @@
 //! # Ok::<(), bgworker::Error>(())
 //! ```
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::c_char;
 
+use crate::cstr::{copy_cstring, take_palloc_cstring, to_cstring};
 use crate::error::{Error, Result};
 use crate::guard::guard;
 use crate::pg_sys::{self, Datum, Oid};
@@ -133,9 +134,20 @@ sql_type! {
 }
 
 fn null_error<T>() -> Error {
-    Error::Conversion(format!(
+    Error::conversion(format!(
         "unexpected NULL for Rust type {}; read it as Option<...>",
         std::any::type_name::<T>()
+    ))
+}
+
+/// The conversion error for a value of SQL type `oid` that `T` does not accept (the caller
+/// adds the position).
+pub(crate) fn wrong_type<T: FromSql>(oid: Oid) -> Error {
+    Error::conversion(format!(
+        "type {} cannot be read as Rust type {}, which reads {}",
+        type_name(oid),
+        std::any::type_name::<T>(),
+        T::sql_name()
     ))
 }
 
@@ -226,27 +238,13 @@ impl std::fmt::Display for Numeric {
     }
 }
 
-/// Copies a C string Datum's text (from an output function) and frees it.
-///
-/// # Safety
-/// `ptr` must be a palloc'd NUL-terminated string.
-unsafe fn take_cstring(ptr: *mut c_char) -> String {
-    // SAFETY: guaranteed by the caller.
-    let text = unsafe { CStr::from_ptr(ptr) }
-        .to_string_lossy()
-        .into_owned();
-    // SAFETY: palloc'd, not used again.
-    unsafe { pg_sys::pfree(ptr.cast()) };
-    text
-}
-
 // SAFETY: returns a palloc'd value of the type it reports (or forwards to one that does).
 unsafe impl ToSql for Numeric {
     fn sql_type(&self) -> Oid {
         pg_sys::NUMERICOID
     }
     fn to_datum(&self) -> Result<Option<Datum>> {
-        let text = CString::new(self.0.as_str()).map_err(|_| Error::Nul { field: "numeric" })?;
+        let text = to_cstring(&self.0, "numeric")?;
         let arg = text.as_ptr() as Datum;
         // SAFETY: numeric_in(cstring, typioparam, typmod) with a valid C string; invalid text
         // raises an ERROR that guard returns.
@@ -281,7 +279,7 @@ unsafe impl FromSql for Numeric {
             pg_sys::DirectFunctionCall1Coll(Some(pg_sys::numeric_out), pg_sys::InvalidOid, datum)
         })?;
         // SAFETY: numeric_out's result is a palloc'd C string.
-        Ok(Numeric(unsafe { take_cstring(out as *mut c_char) }))
+        Ok(Numeric(unsafe { take_palloc_cstring(out as *mut c_char) }))
     }
 }
 
@@ -362,14 +360,12 @@ unsafe impl FromSql for String {
         }
         if oid == pg_sys::NAMEOID {
             // SAFETY: a name Datum points at a NUL-terminated NameData.
-            return Ok(unsafe { CStr::from_ptr(datum as *const c_char) }
-                .to_string_lossy()
-                .into_owned());
+            return Ok(unsafe { copy_cstring(datum as *const c_char) });
         }
         // SAFETY: text-like types are varlenas.
         let bytes = unsafe { varlena_bytes(datum) }?;
         String::from_utf8(bytes)
-            .map_err(|e| Error::Conversion(format!("text is not valid UTF-8: {e}")))
+            .map_err(|e| Error::conversion(format!("text is not valid UTF-8: {e}")))
     }
 }
 
@@ -507,7 +503,7 @@ fn array_to_datum<T: ArrayElement>(items: &[T]) -> Result<Option<Datum>> {
     // SAFETY: a catalog lookup that raises an ERROR only on catalog corruption.
     let array_type = guard(|| unsafe { pg_sys::get_array_type(element) })?;
     if array_type == pg_sys::InvalidOid {
-        return Err(Error::Conversion(format!(
+        return Err(Error::conversion(format!(
             "type {element} has no array type"
         )));
     }
@@ -652,7 +648,7 @@ unsafe impl<T: ArrayFromSql> FromSql for Vec<T> {
         // SAFETY: `array` is a detoasted ArrayType.
         let ndim = unsafe { (*array).ndim };
         if ndim > 1 {
-            return Err(Error::Conversion(format!(
+            return Err(Error::conversion(format!(
                 "array has {ndim} dimensions; Vec<{}> reads one",
                 std::any::type_name::<T>()
             )));
@@ -683,14 +679,7 @@ unsafe impl<T: ArrayFromSql> FromSql for Vec<T> {
             // SAFETY: deconstruct_array filled `count` entries in both arrays.
             let (d, null) = unsafe { (*values.add(i), *nulls.add(i)) };
             // SAFETY: each element is a valid Datum of type `element` unless NULL.
-            out.push(
-                unsafe { T::from_datum(d, null, element) }.map_err(|e| match e {
-                    Error::Conversion(m) => {
-                        Error::Conversion(format!("array element {}: {m}", i + 1))
-                    }
-                    other => other,
-                })?,
-            );
+            out.push(unsafe { T::from_datum(d, null, element) }.map_err(|e| e.in_element(i + 1))?);
         }
         Ok(out)
     }
@@ -705,7 +694,7 @@ pub fn type_name(oid: Oid) -> String {
     // SAFETY: format_type_be returns a palloc'd string, also for unknown OIDs.
     match guard(|| unsafe { pg_sys::format_type_be(oid) }) {
         // SAFETY: palloc'd C string.
-        Ok(p) => unsafe { take_cstring(p) },
+        Ok(p) => unsafe { take_palloc_cstring(p) },
         Err(_) => format!("type {oid}"),
     }
 }

@@ -13,8 +13,6 @@
 //! bgworker::warning!("{} rows skipped", 3);
 //! ```
 
-use std::ffi::CString;
-
 use crate::guard::guard;
 use crate::pg_sys;
 
@@ -78,20 +76,13 @@ pub fn report(level: Level, message: &str) {
     // PostgreSQL cannot be entered from another thread, and a log call has no error to
     // return: the calling thread panics instead.
     crate::guard::assert_main_thread();
-    let message = to_cstring(message);
+    let message = crate::cstr::to_cstring_lossy(message);
     let ptr = message.as_ptr();
     let code = 0; // ERRCODE_SUCCESSFUL_COMPLETION, as elog() uses below ERROR
                   // SAFETY: pgsys_report copies the text ("%s") before returning; levels below ERROR return.
     let _ = guard(|| unsafe {
         pg_sys::pgsys_report(level.to_pg(), code, ptr, std::ptr::null(), std::ptr::null())
     });
-}
-
-/// A C string of `text`, with NUL bytes (which C cannot carry) shown as `\0`.
-pub(crate) fn to_cstring(text: &str) -> CString {
-    CString::new(text).unwrap_or_else(|_| {
-        CString::new(text.replace('\0', "\\0")).expect("NUL bytes were replaced")
-    })
 }
 
 /// Logs at `LOG` level: the server log. `bgworker::log!("count is {n}")`.

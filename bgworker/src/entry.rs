@@ -6,7 +6,7 @@
 //! `raise`, a frame that holds only a raw pointer, so the `longjmp` that `ereport(ERROR)`
 //! performs skips no destructor.
 //!
-//! ```ignore
+//! ```no_run
 //! bgworker::pg_module_magic!();
 //! bgworker::pg_init!({
 //!     bgworker::log!("my library is loaded");
@@ -20,7 +20,7 @@ use std::ffi::{c_void, CString};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
 
-use crate::elog::to_cstring;
+use crate::cstr::to_cstring_lossy;
 use crate::error::{Error, PgError, SqlState};
 use crate::pg_sys;
 
@@ -124,10 +124,10 @@ impl Report {
     fn new(e: PgError) -> Report {
         Report {
             sqlstate: e.sqlstate.packed(),
-            message: to_cstring(&e.message),
-            detail: e.detail.as_deref().map(to_cstring),
-            hint: e.hint.as_deref().map(to_cstring),
-            context: e.context.as_deref().map(to_cstring),
+            message: to_cstring_lossy(&e.message),
+            detail: e.detail.as_deref().map(to_cstring_lossy),
+            hint: e.hint.as_deref().map(to_cstring_lossy),
+            context: e.context.as_deref().map(to_cstring_lossy),
         }
     }
 }
@@ -228,7 +228,7 @@ fn panic_to_error(payload: Box<dyn Any + Send>) -> PgError {
 /// Declares the module magic block PostgreSQL checks when loading the library
 /// (C's `PG_MODULE_MAGIC`). Use it once per library, at the crate root.
 ///
-/// ```ignore
+/// ```no_run
 /// bgworker::pg_module_magic!();
 /// ```
 #[macro_export]
@@ -247,7 +247,7 @@ macro_rules! pg_module_magic {
 /// returns `Result<(), bgworker::Error>`; an error or panic is raised as an ERROR (which stops
 /// the server's start when the library is in `shared_preload_libraries`).
 ///
-/// ```ignore
+/// ```no_run
 /// bgworker::pg_init!({
 ///     bgworker::log!("loaded");
 ///     Ok(())

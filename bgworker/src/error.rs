@@ -161,6 +161,43 @@ impl fmt::Display for PgError {
     }
 }
 
+/// Where a value that could not be converted between SQL and Rust was: the `at` of
+/// [`Error::Conversion`]. Numbers count from 1, as SQL does: `row.get(0)` reads column 1.
+///
+/// ```
+/// use bgworker::Position;
+/// let at = Position::Column { number: 2, name: "label".to_string() };
+/// assert_eq!(at.to_string(), "column 2 \"label\"");
+/// assert_eq!(Position::Argument(1).to_string(), "argument 1");
+/// assert_eq!(Position::Parameter(3).to_string(), "parameter $3");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Position {
+    /// A column of a query's result row.
+    Column {
+        /// The column's number, from 1.
+        number: usize,
+        /// The column's name, as the query named it (`?column?` when it did not).
+        name: String,
+    },
+    /// An argument of a SQL-callable function ([`sql_function!`](crate::sql_function!)),
+    /// from 1.
+    Argument(usize),
+    /// A statement parameter: `$1` is `Parameter(1)`.
+    Parameter(usize),
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Position::Column { number, name } => write!(f, "column {number} \"{name}\""),
+            Position::Argument(n) => write!(f, "argument {n}"),
+            Position::Parameter(n) => write!(f, "parameter ${n}"),
+        }
+    }
+}
+
 /// Everything that can go wrong in the safe layer.
 ///
 /// ```
@@ -169,6 +206,23 @@ impl fmt::Display for PgError {
 /// assert_eq!(e.sqlstate(), SqlState::INTERNAL_ERROR);
 /// assert_eq!(Error::NoRows.sqlstate().as_str(), "P0002");
 /// assert_eq!(Error::TooManyRows { count: 2 }.to_string(), "the query returned 2 rows; at most one was expected");
+/// ```
+///
+/// A value that cannot be converted is an [`Error::Conversion`] that says where it was, so
+/// code can tell which column (or argument, or parameter) was wrong without reading the
+/// message:
+///
+/// ```no_run
+/// use bgworker::{Error, Position};
+/// let rows = bgworker::xact::transaction(|spi| spi.query::<(i32, String)>("SELECT id, label FROM items", &[]));
+/// match rows {
+///     Err(Error::Conversion { at: Some(Position::Column { number: 2, .. }), message, .. }) => {
+///         bgworker::warning!("a label could not be read: {message}");
+///     }
+///     Err(e) => return Err(e),
+///     Ok(rows) => bgworker::log!("{} items", rows.len()),
+/// }
+/// # Ok::<(), bgworker::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -202,8 +256,22 @@ pub enum Error {
         /// How many rows it returned.
         count: u64,
     },
-    /// A value could not be converted between SQL and Rust.
-    Conversion(String),
+    /// A value could not be converted between SQL and Rust: a SQL type the Rust type cannot
+    /// read, a NULL where the Rust type has no room for one, text that is not UTF-8...
+    /// Displayed as `column 2 "label": unexpected NULL ...`. Build one with
+    /// [`Error::conversion`].
+    Conversion {
+        /// Where the value was, when known: a result column, a function argument or a
+        /// statement parameter. `None` where it is not (inside a [`FromSql`] implementation,
+        /// which the caller that knows the position wraps).
+        ///
+        /// [`FromSql`]: crate::datum::FromSql
+        at: Option<Position>,
+        /// For a value inside an array, the element's number, from 1.
+        element: Option<usize>,
+        /// What went wrong with the value, without its position.
+        message: String,
+    },
     /// Any other failure, with its message.
     Other(String),
 }
@@ -212,6 +280,73 @@ impl Error {
     /// A free-form error, reported with SQLSTATE `XX000`.
     pub fn msg(message: impl Into<String>) -> Error {
         Error::Other(message.into())
+    }
+
+    /// A conversion error with no position yet: what a
+    /// [`FromSql`](crate::datum::FromSql) or [`ToSql`](crate::datum::ToSql) implementation
+    /// returns. Reading a column, an argument or a parameter adds where the value was.
+    ///
+    /// ```
+    /// use bgworker::Error;
+    /// let e = Error::conversion("not a valid color");
+    /// assert!(matches!(e, Error::Conversion { at: None, element: None, .. }));
+    /// assert_eq!(e.to_string(), "not a valid color");
+    /// ```
+    pub fn conversion(message: impl Into<String>) -> Error {
+        Error::Conversion {
+            at: None,
+            element: None,
+            message: message.into(),
+        }
+    }
+
+    /// Where the value of a conversion error was, if the error is one and the position is
+    /// known.
+    ///
+    /// ```
+    /// use bgworker::{Error, Position};
+    /// assert_eq!(Error::conversion("bad").position(), None);
+    /// assert_eq!(Error::NoRows.position(), None);
+    /// ```
+    pub fn position(&self) -> Option<&Position> {
+        match self {
+            Error::Conversion { at, .. } => at.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Records where the value was, on a conversion error that does not say yet; any other
+    /// error is returned as it is.
+    pub(crate) fn at(self, position: Position) -> Error {
+        match self {
+            Error::Conversion {
+                at: None,
+                element,
+                message,
+            } => Error::Conversion {
+                at: Some(position),
+                element,
+                message,
+            },
+            other => other,
+        }
+    }
+
+    /// Records which array element the value was, on a conversion error that does not say
+    /// yet; any other error is returned as it is.
+    pub(crate) fn in_element(self, number: usize) -> Error {
+        match self {
+            Error::Conversion {
+                at,
+                element: None,
+                message,
+            } => Error::Conversion {
+                at,
+                element: Some(number),
+                message,
+            },
+            other => other,
+        }
     }
 
     /// The SQLSTATE this error is reported with when it reaches PostgreSQL.
@@ -223,7 +358,7 @@ impl Error {
             Error::NoFreeWorkerSlot => SqlState::INSUFFICIENT_RESOURCES,
             Error::NoRows => SqlState::NO_DATA_FOUND,
             Error::TooManyRows { .. } => SqlState::TOO_MANY_ROWS,
-            Error::Conversion(_) => SqlState::DATATYPE_MISMATCH,
+            Error::Conversion { .. } => SqlState::DATATYPE_MISMATCH,
             Error::Other(_) => SqlState::INTERNAL_ERROR,
         }
     }
@@ -248,7 +383,20 @@ impl fmt::Display for Error {
                 write!(f, "{field} is {len} bytes long; at most {max} bytes fit")
             }
             Error::Nul { field } => write!(f, "{field} contains a NUL byte"),
-            Error::WrongContext(m) | Error::Conversion(m) | Error::Other(m) => f.write_str(m),
+            Error::Conversion {
+                at,
+                element,
+                message,
+            } => {
+                match (at, element) {
+                    (Some(at), Some(n)) => write!(f, "{at}, array element {n}: ")?,
+                    (Some(at), None) => write!(f, "{at}: ")?,
+                    (None, Some(n)) => write!(f, "array element {n}: ")?,
+                    (None, None) => {}
+                }
+                f.write_str(message)
+            }
+            Error::WrongContext(m) | Error::Other(m) => f.write_str(m),
             Error::NoFreeWorkerSlot => f.write_str(
                 "could not register background worker: no free slot (max_worker_processes is reached)",
             ),
@@ -281,6 +429,29 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conversion_errors_carry_their_position() {
+        let e = Error::conversion("unexpected NULL")
+            .in_element(3)
+            .at(Position::Column {
+                number: 2,
+                name: "xs".into(),
+            });
+        assert_eq!(
+            e.to_string(),
+            "column 2 \"xs\", array element 3: unexpected NULL"
+        );
+        assert_eq!(e.sqlstate(), SqlState::DATATYPE_MISMATCH);
+        assert!(matches!(
+            e.position(),
+            Some(Position::Column { number: 2, .. })
+        ));
+        // The innermost position is kept; other errors pass through.
+        let e = Error::conversion("bad").at(Position::Argument(1));
+        assert_eq!(e.clone().at(Position::Parameter(4)), e);
+        assert_eq!(Error::NoRows.at(Position::Argument(1)), Error::NoRows);
+    }
 
     #[test]
     fn sqlstate_packs_like_make_sqlstate() {

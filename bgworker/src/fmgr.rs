@@ -14,7 +14,7 @@
 //! ```
 
 use crate::datum::{FromSql, ToSql};
-use crate::error::{Error, Result};
+use crate::error::{Error, Position, Result};
 use crate::guard::guard;
 use crate::pg_sys::{self, Datum, Oid};
 
@@ -186,21 +186,13 @@ impl Call {
         self.next += 1;
         let oid = self.arg_type(index)?;
         if !T::accepts(oid) {
-            return Err(Error::Conversion(format!(
-                "argument {} has type {}, which Rust type {} cannot read (it reads {})",
-                index + 1,
-                crate::datum::type_name(oid),
-                std::any::type_name::<T>(),
-                T::sql_name()
-            )));
+            return Err(crate::datum::wrong_type::<T>(oid).at(Position::Argument(index + 1)));
         }
         // SAFETY: `index` < nargs (checked in `new`); args is a flexible array of nargs.
         let arg = unsafe { *(*self.fcinfo).args.as_ptr().add(index) };
         // SAFETY: the Datum is of type `oid` unless NULL.
-        unsafe { T::from_datum(arg.value, arg.isnull, oid) }.map_err(|e| match e {
-            Error::Conversion(m) => Error::Conversion(format!("argument {}: {m}", index + 1)),
-            other => other,
-        })
+        unsafe { T::from_datum(arg.value, arg.isnull, oid) }
+            .map_err(|e| e.at(Position::Argument(index + 1)))
     }
 
     /// The declared result type, resolved through domains to the type its values have.
@@ -242,7 +234,7 @@ impl Call {
         let compatible =
             declared == given || (declared == pg_sys::VARCHAROID && given == pg_sys::TEXTOID);
         if !compatible {
-            return Err(Error::Conversion(format!(
+            return Err(Error::conversion(format!(
                 "the SQL declaration returns {}, but the Rust function returns {} ({})",
                 crate::datum::type_name(declared),
                 crate::datum::type_name(given),

@@ -19,7 +19,7 @@
 
 use std::any::Any;
 use std::cell::Cell;
-use std::ffi::{c_void, CStr};
+use std::ffi::c_void;
 use std::mem::MaybeUninit;
 use std::panic::{self, AssertUnwindSafe};
 
@@ -151,7 +151,7 @@ unsafe fn take_error_data(error: *mut pg_sys::ErrorData) -> PgError {
     let e = unsafe { &*error };
     let text = |p: *mut std::ffi::c_char| {
         // SAFETY: see above.
-        (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+        (!p.is_null()).then(|| unsafe { crate::cstr::copy_cstring(p) })
     };
     let result = PgError {
         sqlstate: SqlState::from_packed(e.sqlerrcode),

@@ -24,7 +24,7 @@
 //! A PostgreSQL ERROR becomes an [`Error`] value; a Rust panic or returned error becomes a
 //! PostgreSQL ERROR at the entry point. No `longjmp` skips a Rust destructor.
 //!
-//! ```ignore
+//! ```no_run
 //! use bgworker::prelude::*;
 //! use std::time::Duration;
 //!
@@ -52,6 +52,7 @@
 pub use pg_sys;
 
 pub mod aggregate;
+mod cstr;
 pub mod datum;
 pub mod dsm;
 pub mod elog;
@@ -72,7 +73,7 @@ pub mod testing;
 pub mod worker;
 pub mod xact;
 
-pub use error::{Error, PgError, Result, SqlState};
+pub use error::{Error, PgError, Position, Result, SqlState};
 pub use guard::guard;
 pub use worker::Worker;
 

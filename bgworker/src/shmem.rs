@@ -26,7 +26,7 @@
 //! refused, and a structure another library created under the name with another type is
 //! refused when attaching.
 //!
-//! ```ignore
+//! ```no_run
 //! use std::sync::atomic::{AtomicU64, Ordering};
 //! use bgworker::shmem::{Shared, SharedLock};
 //!
@@ -40,6 +40,7 @@
 //! // anywhere:
 //! HITS.get()?.fetch_add(1, Ordering::Relaxed);
 //! STATS.exclusive()?[0] += 1;
+//! # Ok::<(), bgworker::Error>(())
 //! ```
 
 use std::cell::Cell;
@@ -299,12 +300,13 @@ fn check_alignment<T>() -> Result<()> {
 
 /// A value of type `T` in shared memory, initialised once by `init`.
 ///
-/// ```ignore
+/// ```no_run
 /// use std::sync::atomic::{AtomicU64, Ordering};
 /// static JOBS_DONE: bgworker::shmem::Shared<AtomicU64> =
 ///     bgworker::shmem::Shared::new(c"my_ext jobs done", || AtomicU64::new(0));
 /// // in _PG_init: JOBS_DONE.request()?;
 /// JOBS_DONE.get()?.fetch_add(1, Ordering::Relaxed);
+/// # Ok::<(), bgworker::Error>(())
 /// ```
 pub struct Shared<T: 'static> {
     name: &'static CStr,
@@ -419,12 +421,13 @@ impl<T: PlainData> Attach for Shared<T> {
 
 /// A value of type `T` in shared memory behind its own LWLock (a named tranche of one lock).
 ///
-/// ```ignore
+/// ```no_run
 /// static QUEUE: bgworker::shmem::SharedLock<[i64; 16]> =
 ///     bgworker::shmem::SharedLock::new(c"my_ext queue", || [0; 16]);
 /// // in _PG_init: QUEUE.request()?;
 /// QUEUE.exclusive()?[0] = 42;
 /// let first = QUEUE.share()?[0];
+/// # Ok::<(), bgworker::Error>(())
 /// ```
 pub struct SharedLock<T: 'static> {
     data: Shared<T>,
@@ -587,8 +590,11 @@ impl<T: PlainData> Attach for SharedLock<T> {
 
 /// Shared access to a [`SharedLock`]'s value; releases the lock when dropped.
 ///
-/// ```ignore
+/// ```no_run
+/// # static QUEUE: bgworker::shmem::SharedLock<[i64; 16]> =
+/// #     bgworker::shmem::SharedLock::new(c"my_ext queue", || [0; 16]);
 /// let total: i64 = QUEUE.share()?.iter().sum();
+/// # Ok::<(), bgworker::Error>(())
 /// ```
 pub struct ReadGuard<'a, T> {
     held: Held<'a>,
@@ -613,10 +619,13 @@ impl<T> Deref for ReadGuard<'_, T> {
 
 /// Exclusive access to a [`SharedLock`]'s value; releases the lock when dropped.
 ///
-/// ```ignore
+/// ```no_run
+/// # static QUEUE: bgworker::shmem::SharedLock<[i64; 16]> =
+/// #     bgworker::shmem::SharedLock::new(c"my_ext queue", || [0; 16]);
 /// let mut q = QUEUE.exclusive()?;
 /// q[1] += 1;
 /// drop(q); // released here
+/// # Ok::<(), bgworker::Error>(())
 /// ```
 pub struct WriteGuard<'a, T> {
     held: Held<'a>,

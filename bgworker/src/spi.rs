@@ -35,10 +35,11 @@
 //! });
 //! ```
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, CString};
 
+use crate::cstr::{copy_cstring, take_palloc_cstring, to_cstring, to_cstring_lossy};
 use crate::datum::{type_name, FromSql, ToSql};
-use crate::error::{Error, Result};
+use crate::error::{Error, Position, Result};
 use crate::guard::guard;
 use crate::pg_sys::{self, Datum, Oid};
 
@@ -60,12 +61,10 @@ pub struct Spi {
     pinned: bool,
     /// Whether statements run with SPI's `read_only` flag.
     read_only: bool,
-    /// Set when the whole transaction was rolled back under this value (a subtransaction
-    /// that could not end); every later call returns it.
-    lost: Option<Error>,
-    /// Whether the transaction is this value's own (`xact::transaction`), rather than the
-    /// caller's of a SQL function.
-    owns_transaction: bool,
+    /// Set when the connection is gone: the transaction it ran in was rolled back under
+    /// this value (by the `xact` module, which owns transactions), and SPI with it. Every
+    /// later call returns this error.
+    closed: Option<Error>,
     /// SPI's state belongs to the process's main thread.
     _not_send: std::marker::PhantomData<*mut ()>,
 }
@@ -106,19 +105,15 @@ impl Row {
         let (desc, n) = (self.tupdesc, index as i32 + 1);
         // SAFETY: SPI_fname returns a palloc'd copy of the name, or NULL for a bad index.
         match guard(|| unsafe { pg_sys::SPI_fname(desc, n) }) {
-            Ok(p) if !p.is_null() => {
-                // SAFETY: a palloc'd C string.
-                let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
-                // SAFETY: palloc'd, not used again.
-                unsafe { pg_sys::pfree(p.cast()) };
-                s
-            }
+            // SAFETY: a palloc'd copy of the name, ours alone.
+            Ok(p) if !p.is_null() => unsafe { take_palloc_cstring(p) },
             _ => format!("#{}", index + 1),
         }
     }
 
     /// Column `index` (0-based) as `T`. A NULL needs `Option<T>`; a SQL type that `T` cannot
-    /// hold is an error naming the column and both types.
+    /// hold is an error naming both types. Either is an [`Error::Conversion`] whose `at` is
+    /// [`Position::Column`] with the column's number (`index + 1`) and name.
     ///
     /// ```no_run
     /// # use bgworker::spi::{FromRow, Row};
@@ -131,29 +126,20 @@ impl Row {
     /// ```
     pub fn get<T: FromSql>(&self, index: usize) -> Result<T> {
         if index >= self.len() {
-            return Err(Error::Conversion(format!(
+            return Err(Error::conversion(format!(
                 "column index {index} is out of range: the row has {} columns",
                 self.len()
             )));
         }
         let (desc, n) = (self.tupdesc, index as i32 + 1);
-        // SAFETY: a valid descriptor and a column number in range.
-        let oid = unsafe { pg_sys::SPI_gettypeid(desc, n) };
-        if !T::accepts(oid) {
-            return Err(self.wrong_type::<T>(index, oid));
-        }
         let mut is_null = false;
         let null_out = &mut is_null as *mut bool;
         let tuple = self.tuple;
-        // SAFETY: a valid tuple of this descriptor; no detoasting happens here.
+        // SAFETY: a valid tuple of this descriptor and a column number in range; no
+        // detoasting happens here.
         let datum = unsafe { pg_sys::SPI_getbinval(tuple, desc, n, null_out) };
-        // SAFETY: `datum` is of type `oid` unless NULL.
-        unsafe { T::from_datum(datum, is_null, oid) }.map_err(|e| match e {
-            Error::Conversion(m) => {
-                Error::Conversion(format!("column \"{}\": {m}", self.column_name(index)))
-            }
-            other => other,
-        })
+        // SAFETY: the value of column `index` of this row.
+        unsafe { self.convert(index, datum, is_null) }
     }
 }
 
@@ -186,32 +172,32 @@ impl Row {
         };
         let mut out = Vec::with_capacity(n);
         for (index, (datum, is_null)) in values.into_iter().zip(nulls).enumerate() {
-            // SAFETY: a valid descriptor and a column number in range.
-            let oid = unsafe { pg_sys::SPI_gettypeid(self.tupdesc, index as i32 + 1) };
-            if !T::accepts(oid) {
-                return Err(self.wrong_type::<T>(index, oid));
-            }
-            // SAFETY: `datum` is of type `oid` unless NULL.
-            out.push(
-                unsafe { T::from_datum(datum, is_null, oid) }.map_err(|e| match e {
-                    Error::Conversion(m) => {
-                        Error::Conversion(format!("column \"{}\": {m}", self.column_name(index)))
-                    }
-                    other => other,
-                })?,
-            );
+            // SAFETY: the value of column `index` of this row.
+            out.push(unsafe { self.convert(index, datum, is_null) }?);
         }
         Ok(out)
     }
 
-    fn wrong_type<T: FromSql>(&self, index: usize, oid: Oid) -> Error {
-        Error::Conversion(format!(
-            "column \"{}\" has type {}, which Rust type {} cannot read (it reads {})",
-            self.column_name(index),
-            type_name(oid),
-            std::any::type_name::<T>(),
-            T::sql_name()
-        ))
+    /// Column `index`'s value as `T`, after checking that `T` reads the column's type; a
+    /// conversion error says which column it was.
+    ///
+    /// # Safety
+    /// `index` must be in range and `datum` the column's value in this row (unless NULL).
+    unsafe fn convert<T: FromSql>(&self, index: usize, datum: Datum, is_null: bool) -> Result<T> {
+        // SAFETY: a valid descriptor and a column number in range (guaranteed by the caller).
+        let oid = unsafe { pg_sys::SPI_gettypeid(self.tupdesc, index as i32 + 1) };
+        let value = if T::accepts(oid) {
+            // SAFETY: `datum` is of type `oid` unless NULL (guaranteed by the caller).
+            unsafe { T::from_datum(datum, is_null, oid) }
+        } else {
+            Err(crate::datum::wrong_type::<T>(oid))
+        };
+        value.map_err(|e| {
+            e.at(Position::Column {
+                number: index + 1,
+                name: self.column_name(index),
+            })
+        })
     }
 }
 
@@ -235,7 +221,7 @@ pub trait FromRow: Sized {
 impl<T: FromSql> FromRow for T {
     fn from_row(row: &Row) -> Result<Self> {
         if row.len() != 1 {
-            return Err(Error::Conversion(format!(
+            return Err(Error::conversion(format!(
                 "the row has {} columns; a single {} reads one",
                 row.len(),
                 std::any::type_name::<T>()
@@ -279,18 +265,19 @@ impl Params {
             nulls: Vec::with_capacity(params.len()),
             allocated: Vec::new(),
         };
-        for param in params {
+        for (i, param) in params.iter().enumerate() {
+            let at = || Position::Parameter(i + 1);
             let oid = param.sql_type();
-            let by_value = parameter_layout(oid, p.types.len() + 1)?;
+            let by_value = parameter_layout(oid).map_err(|e| e.at(at()))?;
             p.types.push(oid);
-            match param.to_datum()? {
+            match param.to_datum().map_err(|e| e.at(at()))? {
                 Some(d) => {
                     if !by_value && d == 0 {
-                        return Err(Error::Conversion(format!(
-                            "parameter ${} of type {} has no value",
-                            p.types.len(),
+                        return Err(Error::conversion(format!(
+                            "a value of type {} is missing",
                             type_name(oid)
-                        )));
+                        ))
+                        .at(at()));
                     }
                     p.values.push(d);
                     p.nulls.push(b' ' as c_char);
@@ -306,6 +293,17 @@ impl Params {
         }
         Ok(p)
     }
+
+    /// The count and the arrays, as the `SPI_*_with_args` calls take them; valid while
+    /// `self` is.
+    fn as_args(&mut self) -> (i32, *mut Oid, *mut Datum, *const c_char) {
+        (
+            self.types.len() as i32,
+            self.types.as_mut_ptr(),
+            self.values.as_mut_ptr(),
+            self.nulls.as_ptr(),
+        )
+    }
 }
 
 impl Drop for Params {
@@ -317,27 +315,24 @@ impl Drop for Params {
     }
 }
 
-/// Whether parameter `$n` of type `oid` is passed by value, as the catalog says; an error
-/// for what cannot be a parameter (no type, a pseudo-type such as `void`).
-fn parameter_layout(oid: Oid, n: usize) -> Result<bool> {
+/// Whether a parameter of type `oid` is passed by value, as the catalog says; a conversion
+/// error (without the position) for what cannot be a parameter (no type, a pseudo-type such
+/// as `void`).
+fn parameter_layout(oid: Oid) -> Result<bool> {
     if oid == pg_sys::InvalidOid {
-        return Err(Error::Conversion(format!(
-            "parameter ${n} has no SQL type (an array of a type without an array type?)"
-        )));
+        return Err(Error::conversion(
+            "no SQL type (an array of a type without an array type?)",
+        ));
     }
     // SAFETY: a catalog lookup; an unknown type raises an ERROR that guard returns.
     let kind = guard(|| unsafe { pg_sys::get_typtype(oid) })?;
     if kind == pg_sys::TYPTYPE_PSEUDO as c_char {
-        return Err(Error::Conversion(format!(
-            "parameter ${n} has type {}, which cannot be a statement parameter",
+        return Err(Error::conversion(format!(
+            "type {} cannot be a statement parameter",
             type_name(oid)
         )));
     }
     Ok(crate::datum::type_layout(oid)?.by_val)
-}
-
-fn sql_text(sql: &str) -> Result<CString> {
-    CString::new(sql).map_err(|_| Error::Nul { field: "SQL text" })
 }
 
 fn spi_result(rc: i32, what: &str) -> Result<()> {
@@ -345,7 +340,7 @@ fn spi_result(rc: i32, what: &str) -> Result<()> {
         return Ok(());
     }
     // SAFETY: returns a static string for any code.
-    let name = unsafe { CStr::from_ptr(pg_sys::SPI_result_code_string(rc)) }.to_string_lossy();
+    let name = unsafe { copy_cstring(pg_sys::SPI_result_code_string(rc)) };
     Err(Error::msg(format!("{what} failed: {name}")))
 }
 
@@ -381,6 +376,14 @@ fn take_rows<R: FromRow>() -> Result<Vec<R>> {
     }
 }
 
+/// The only row, if any; [`Error::TooManyRows`] for more.
+fn at_most_one<R>(mut rows: Vec<R>) -> Result<Option<R>> {
+    match rows.len() {
+        0 | 1 => Ok(rows.pop()),
+        n => Err(Error::TooManyRows { count: n as u64 }),
+    }
+}
+
 fn free_tuptable() {
     // SAFETY: freeing the current result (or nothing) is always allowed while connected.
     unsafe {
@@ -392,31 +395,31 @@ fn free_tuptable() {
 }
 
 impl Spi {
-    pub(crate) fn new() -> Spi {
+    /// A handle on the SPI connection just opened (`SPI_connect`) by the caller, which
+    /// closes it.
+    pub(crate) fn connected() -> Spi {
         Spi {
             reported: None,
             pinned: false,
             read_only: false,
-            lost: None,
-            owns_transaction: false,
+            closed: None,
             _not_send: std::marker::PhantomData,
         }
     }
 
-    pub(crate) fn owning_transaction() -> Spi {
-        Spi {
-            owns_transaction: true,
-            ..Spi::new()
-        }
+    /// Refuses every later call with `why`: the connection was torn down under this value.
+    pub(crate) fn close(&mut self, why: Error) {
+        self.closed = Some(why);
     }
 
-    pub(crate) fn owns_transaction(&self) -> bool {
-        self.owns_transaction
+    /// Why the connection was closed under this value, if it was; clears the record.
+    pub(crate) fn take_closed(&mut self) -> Option<Error> {
+        self.closed.take()
     }
 
     pub(crate) fn check_usable(&self) -> Result<()> {
-        if let Some(lost) = &self.lost {
-            return Err(lost.clone());
+        if let Some(closed) = &self.closed {
+            return Err(closed.clone());
         }
         if let Some(caught) = crate::recovery::pending_error() {
             return Err(Error::WrongContext(format!(
@@ -426,14 +429,6 @@ impl Spi {
             )));
         }
         crate::shmem::check_no_lwlock_guard()
-    }
-
-    pub(crate) fn take_lost(&mut self) -> Option<Error> {
-        self.lost.take()
-    }
-
-    pub(crate) fn set_lost(&mut self, lost: Error) {
-        self.lost = Some(lost);
     }
 
     /// Runs the following statements with SPI's `read_only` flag (or, with `false`, without
@@ -481,7 +476,7 @@ impl Spi {
         if self.reported.as_deref() == Some(activity) {
             return;
         }
-        let text = crate::elog::to_cstring(activity);
+        let text = to_cstring_lossy(activity);
         let ptr = text.as_ptr();
         // SAFETY: pgstat_report_activity copies the string into shared memory.
         let _ = guard(|| unsafe {
@@ -490,19 +485,22 @@ impl Spi {
         self.reported = Some(activity.to_string());
     }
 
-    fn run(&mut self, sql: &str, params: &[&dyn ToSql], limit: i64) -> Result<u64> {
+    /// Checks that a statement can run, shows it as the activity, and converts its text
+    /// and parameters for an `SPI_*_with_args` call.
+    fn statement_with_args(
+        &mut self,
+        sql: &str,
+        params: &[&dyn ToSql],
+    ) -> Result<(CString, Params)> {
         self.check_usable()?;
-        let read_only = self.read_only;
         self.report_statement(sql);
-        let text = sql_text(sql)?;
-        let mut p = Params::new(params)?;
-        let (src, n, types, values, nulls) = (
-            text.as_ptr(),
-            p.types.len() as i32,
-            p.types.as_mut_ptr(),
-            p.values.as_mut_ptr(),
-            p.nulls.as_ptr(),
-        );
+        Ok((to_cstring(sql, "SQL text")?, Params::new(params)?))
+    }
+
+    fn run(&mut self, sql: &str, params: &[&dyn ToSql], limit: i64) -> Result<u64> {
+        let (text, mut p) = self.statement_with_args(sql, params)?;
+        let (src, read_only) = (text.as_ptr(), self.read_only);
+        let (n, types, values, nulls) = p.as_args();
         // SAFETY: all arrays hold `n` entries and outlive the call.
         let rc = guard(|| unsafe {
             pg_sys::SPI_execute_with_args(src, n, types, values, nulls, read_only, limit as _)
@@ -530,22 +528,12 @@ impl Spi {
     /// Runs a query that must return exactly one row: [`Error::NoRows`] or
     /// [`Error::TooManyRows`] otherwise.
     pub fn query_one<R: FromRow>(&mut self, sql: &str, params: &[&dyn ToSql]) -> Result<R> {
-        let mut rows = self.query::<R>(sql, params)?;
-        match rows.len() {
-            1 => Ok(rows.remove(0)),
-            0 => Err(Error::NoRows),
-            n => Err(Error::TooManyRows { count: n as u64 }),
-        }
+        at_most_one(self.query::<R>(sql, params)?)?.ok_or(Error::NoRows)
     }
 
     /// Runs a query that returns at most one row: [`Error::TooManyRows`] otherwise.
     pub fn query_opt<R: FromRow>(&mut self, sql: &str, params: &[&dyn ToSql]) -> Result<Option<R>> {
-        let mut rows = self.query::<R>(sql, params)?;
-        match rows.len() {
-            0 => Ok(None),
-            1 => Ok(Some(rows.remove(0))),
-            n => Err(Error::TooManyRows { count: n as u64 }),
-        }
+        at_most_one(self.query::<R>(sql, params)?)
     }
 
     /// Runs a statement that may write; returns the number of rows processed.
@@ -585,7 +573,7 @@ impl Spi {
     /// ```
     pub fn prepare(&mut self, sql: &str, types: &[Oid]) -> Result<Statement> {
         self.check_usable()?;
-        let text = sql_text(sql)?;
+        let text = to_cstring(sql, "SQL text")?;
         let mut types = types.to_vec();
         let (src, n, t) = (text.as_ptr(), types.len() as i32, types.as_mut_ptr());
         // SAFETY: `types` holds `n` OIDs and outlives the call.
@@ -621,12 +609,12 @@ impl Spi {
         let p = Params::new(params)?;
         for (i, (given, wanted)) in p.types.iter().zip(&stmt.types).enumerate() {
             if given != wanted {
-                return Err(Error::Conversion(format!(
-                    "parameter ${} is {}, the statement was prepared for {}",
-                    i + 1,
+                return Err(Error::conversion(format!(
+                    "type {} given, the statement was prepared for {}",
                     type_name(*given),
                     type_name(*wanted)
-                )));
+                ))
+                .at(Position::Parameter(i + 1)));
             }
         }
         let (plan, values, nulls) = (stmt.plan, p.values.as_ptr() as *mut Datum, p.nulls.as_ptr());
@@ -654,12 +642,7 @@ impl Spi {
         stmt: &Statement,
         params: &[&dyn ToSql],
     ) -> Result<R> {
-        let mut rows = self.query_prepared::<R>(stmt, params)?;
-        match rows.len() {
-            1 => Ok(rows.remove(0)),
-            0 => Err(Error::NoRows),
-            n => Err(Error::TooManyRows { count: n as u64 }),
-        }
+        at_most_one(self.query_prepared::<R>(stmt, params)?)?.ok_or(Error::NoRows)
     }
 
     /// Runs a prepared statement that may write; returns the number of rows processed.
@@ -684,18 +667,9 @@ impl Spi {
     /// # Ok::<(), bgworker::Error>(())
     /// ```
     pub fn cursor(&mut self, sql: &str, params: &[&dyn ToSql]) -> Result<Cursor<'_>> {
-        self.check_usable()?;
-        self.report_statement(sql);
-        let text = sql_text(sql)?;
-        let mut p = Params::new(params)?;
-        let read_only = self.read_only;
-        let (src, n, types, values, nulls) = (
-            text.as_ptr(),
-            p.types.len() as i32,
-            p.types.as_mut_ptr(),
-            p.values.as_mut_ptr(),
-            p.nulls.as_ptr(),
-        );
+        let (text, mut p) = self.statement_with_args(sql, params)?;
+        let (src, read_only) = (text.as_ptr(), self.read_only);
+        let (n, types, values, nulls) = p.as_args();
         // SAFETY: arrays hold `n` entries; the portal copies the parameter values.
         let portal = guard(|| unsafe {
             pg_sys::SPI_cursor_open_with_args(
@@ -714,24 +688,6 @@ impl Spi {
             return Err(Error::msg("SPI_cursor_open_with_args returned no cursor"));
         }
         Ok(Cursor { portal, spi: self })
-    }
-
-    /// Runs `f` in a subtransaction: if it fails (an error value, a PostgreSQL ERROR or a
-    /// panic), only the subtransaction is rolled back and the error returned; the enclosing
-    /// transaction goes on.
-    ///
-    /// ```no_run
-    /// bgworker::xact::transaction(|spi| {
-    ///     if let Err(e) = spi.subtransaction(|spi| spi.execute("INSERT INTO t VALUES (1)", &[])) {
-    ///         bgworker::log!("insert failed, going on: {e}");
-    ///     }
-    ///     spi.execute("INSERT INTO log VALUES ('done')", &[])
-    /// })?;
-    /// # Ok::<(), bgworker::Error>(())
-    /// ```
-    pub fn subtransaction<R>(&mut self, f: impl FnOnce(&mut Spi) -> Result<R>) -> Result<R> {
-        self.check_usable()?;
-        crate::xact::in_subtransaction(self, f)
     }
 }
 
@@ -799,7 +755,7 @@ impl Cursor<'_> {
 
 impl Drop for Cursor<'_> {
     fn drop(&mut self) {
-        if self.spi.lost.is_some() || crate::recovery::pending_error().is_some() {
+        if self.spi.closed.is_some() || crate::recovery::pending_error().is_some() {
             // The (sub)transaction's abort closes the portal; closing it here could touch
             // a portal that is being torn down.
             return;
@@ -818,21 +774,15 @@ impl Drop for Cursor<'_> {
 /// # Ok::<(), bgworker::Error>(())
 /// ```
 pub fn quote_identifier(ident: &str) -> Result<String> {
-    let text = CString::new(ident).map_err(|_| Error::Nul {
-        field: "identifier",
-    })?;
+    let text = to_cstring(ident, "identifier")?;
     let ptr = text.as_ptr();
     // SAFETY: returns either its argument or a palloc'd quoted copy.
     let quoted = guard(|| unsafe { pg_sys::quote_identifier(ptr) })?;
-    // SAFETY: a NUL-terminated string, ours or palloc'd.
-    let out = unsafe { CStr::from_ptr(quoted) }
-        .to_string_lossy()
-        .into_owned();
-    if quoted != ptr {
-        // SAFETY: palloc'd by quote_identifier, not used again.
-        unsafe { pg_sys::pfree(quoted as *mut std::ffi::c_void) };
+    if quoted == ptr {
+        return Ok(ident.to_string());
     }
-    Ok(out)
+    // SAFETY: a palloc'd copy made by quote_identifier, ours alone.
+    Ok(unsafe { take_palloc_cstring(quoted as *mut c_char) })
 }
 
 /// Quotes a string literal with PostgreSQL's own `quote_literal_cstr`. Prefer parameters;
@@ -843,15 +793,10 @@ pub fn quote_identifier(ident: &str) -> Result<String> {
 /// # Ok::<(), bgworker::Error>(())
 /// ```
 pub fn quote_literal(value: &str) -> Result<String> {
-    let text = CString::new(value).map_err(|_| Error::Nul { field: "literal" })?;
+    let text = to_cstring(value, "literal")?;
     let ptr = text.as_ptr();
     // SAFETY: returns a palloc'd quoted copy.
     let quoted = guard(|| unsafe { pg_sys::quote_literal_cstr(ptr) })?;
-    // SAFETY: palloc'd C string.
-    let out = unsafe { CStr::from_ptr(quoted) }
-        .to_string_lossy()
-        .into_owned();
-    // SAFETY: palloc'd, not used again.
-    unsafe { pg_sys::pfree(quoted as *mut std::ffi::c_void) };
-    Ok(out)
+    // SAFETY: the palloc'd copy, ours alone.
+    Ok(unsafe { take_palloc_cstring(quoted) })
 }

@@ -205,25 +205,25 @@ impl Cluster {
     }
 
     fn pg_ctl_start(&mut self) -> Result<(), String> {
-        let out = self.try_run_as_server(
-            self.bin("pg_ctl"),
-            &[
-                "-D",
-                &self.data_str(),
-                "-l",
-                &self.log_path().to_string_lossy(),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        );
+        let log = self.log_path().to_string_lossy().into_owned();
+        self.pg_ctl("start", &["-l", &log], 60)?;
+        self.stopped = false;
+        Ok(())
+    }
+
+    /// Runs `pg_ctl <action>` on the data directory with `options` (`-l log`, `-m mode`),
+    /// waiting at most `timeout_s` seconds; the error says what pg_ctl printed.
+    fn pg_ctl(&self, action: &str, options: &[&str], timeout_s: u32) -> Result<(), String> {
+        let (data, timeout) = (self.data_str(), timeout_s.to_string());
+        let mut args = vec!["-D", data.as_str()];
+        args.extend_from_slice(options);
+        args.extend(["-w", "-t", timeout.as_str(), action]);
+        let out = self.try_run_as_server(self.bin("pg_ctl"), &args);
         if out.status.success() {
-            self.stopped = false;
             Ok(())
         } else {
             Err(format!(
-                "pg_ctl start failed: {}",
+                "pg_ctl {action} failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             ))
         }
@@ -341,16 +341,9 @@ impl Cluster {
     /// returns how long it took; panics if pg_ctl fails.
     pub fn stop(&mut self, mode: &str) -> Duration {
         let start = Instant::now();
-        let out = self.try_run_as_server(
-            self.bin("pg_ctl"),
-            &["-D", &self.data_str(), "-m", mode, "-w", "-t", "60", "stop"],
-        );
+        let stopped = self.pg_ctl("stop", &["-m", mode], 60);
         let took = start.elapsed();
-        assert!(
-            out.status.success(),
-            "pg_ctl stop failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        stopped.unwrap_or_else(|e| panic!("{e}"));
         self.stopped = true;
         took
     }
@@ -365,26 +358,9 @@ impl Cluster {
     pub fn restart_with(&mut self, settings: &[(&str, &str)]) {
         let conf: String = settings.iter().map(|(k, v)| conf_line(k, v)).collect();
         self.append_conf(&conf);
-        let out = self.try_run_as_server(
-            self.bin("pg_ctl"),
-            &[
-                "-D",
-                &self.data_str(),
-                "-l",
-                &self.log_path().to_string_lossy(),
-                "-m",
-                "fast",
-                "-w",
-                "-t",
-                "60",
-                "restart",
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "pg_ctl restart failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let log = self.log_path().to_string_lossy().into_owned();
+        self.pg_ctl("restart", &["-l", &log, "-m", "fast"], 60)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Marks the server as gone (for tests that kill it themselves), so Drop only cleans up.
@@ -423,19 +399,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if !self.stopped {
-            let _ = self.try_run_as_server(
-                self.bin("pg_ctl"),
-                &[
-                    "-D",
-                    &self.data_str(),
-                    "-m",
-                    "immediate",
-                    "-w",
-                    "-t",
-                    "30",
-                    "stop",
-                ],
-            );
+            let _ = self.pg_ctl("stop", &["-m", "immediate"], 30);
         }
         if std::thread::panicking() {
             eprintln!(

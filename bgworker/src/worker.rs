@@ -5,7 +5,7 @@
 //! [`Worker::register`], or launch it from a backend with [`Worker::launch`]. For unusual
 //! cases, [`Builder`] exposes every field of C's `BackgroundWorker`.
 //!
-//! ```ignore
+//! ```no_run
 //! use bgworker::prelude::*;
 //!
 //! struct Ticker;
@@ -23,9 +23,9 @@
 //! bgworker::pg_init!({ Ticker::register() });
 //! ```
 
-use std::ffi::CStr;
 use std::time::Duration;
 
+use crate::cstr::{copy_cstring, to_cstring};
 use crate::error::{Error, Result};
 use crate::guard::guard;
 use crate::pg_sys;
@@ -71,7 +71,7 @@ pub enum Restart {
 /// [`crate::signals`]); returning `Ok` exits with code 0, returning `Err` or panicking exits
 /// through a PostgreSQL ERROR (code 1) carrying the message.
 ///
-/// ```ignore
+/// ```no_run
 /// struct Hello;
 /// impl bgworker::Worker for Hello {
 ///     const NAME: &'static str = "hello";
@@ -125,7 +125,12 @@ pub trait Worker: Exported {
 /// Implemented by [`export_worker!`](crate::export_worker!): the name of the exported C entry
 /// point that PostgreSQL looks up (`bgw_function_name`).
 ///
-/// ```ignore
+/// ```no_run
+/// # struct MyWorker;
+/// # impl bgworker::Worker for MyWorker {
+/// #     const NAME: &'static str = "my worker";
+/// #     fn main(_arg: i64) -> bgworker::Result<()> { Ok(()) }
+/// # }
 /// bgworker::export_worker!(MyWorker, "my_worker_main");
 /// assert_eq!(<MyWorker as bgworker::worker::Exported>::FUNCTION, "my_worker_main");
 /// ```
@@ -138,7 +143,12 @@ pub trait Exported {
 /// registration. The generated function installs the signal handlers, runs
 /// [`Worker::main`] and turns an error or panic into an ERROR (exit code 1).
 ///
-/// ```ignore
+/// ```no_run
+/// # struct MyWorker;
+/// # impl bgworker::Worker for MyWorker {
+/// #     const NAME: &'static str = "my worker";
+/// #     fn main(_arg: i64) -> bgworker::Result<()> { Ok(()) }
+/// # }
 /// bgworker::export_worker!(MyWorker, "my_worker_main");
 /// ```
 #[macro_export]
@@ -434,8 +444,7 @@ pub fn current_library() -> Result<String> {
         return Err(Error::msg("could not find the path of this shared library"));
     }
     // SAFETY: dli_fname is a NUL-terminated string owned by the loader.
-    let path = unsafe { CStr::from_ptr(info.dli_fname) };
-    Ok(path.to_string_lossy().into_owned())
+    Ok(unsafe { copy_cstring(info.dli_fname) })
 }
 
 /// The current worker's `bgw_extra` bytes (all 128 of them), or `None` outside a worker.
@@ -516,6 +525,25 @@ impl Handle {
         self.raw
     }
 
+    /// The status that `call` (`GetBackgroundWorkerPid` or `WaitForBackgroundWorkerStartup`,
+    /// which share a signature and a contract) reports for this worker.
+    fn status_from(
+        &self,
+        call: unsafe extern "C" fn(
+            *mut pg_sys::BackgroundWorkerHandle,
+            *mut pg_sys::pid_t,
+        ) -> pg_sys::BgwHandleStatus,
+    ) -> Result<Status> {
+        let raw = self.raw;
+        let mut pid: pg_sys::pid_t = 0;
+        let out = &mut pid as *mut pg_sys::pid_t;
+        // SAFETY: `raw` is the handle PostgreSQL gave us; `out` is valid for the call; both
+        // functions only read the handle and write the pid (waiting for startup needs the
+        // launching backend as the notify pid, which `launch` sets).
+        let code = guard(|| unsafe { call(raw, out) })?;
+        Ok(Self::status_of(code, pid))
+    }
+
     fn status_of(code: pg_sys::BgwHandleStatus, pid: i32) -> Status {
         match code {
             pg_sys::BgwHandleStatus_BGWH_STARTED => Status::Started(pid),
@@ -527,12 +555,7 @@ impl Handle {
 
     /// The current status, without waiting.
     pub fn status(&self) -> Result<Status> {
-        let raw = self.raw;
-        let mut pid: pg_sys::pid_t = 0;
-        let out = &mut pid as *mut pg_sys::pid_t;
-        // SAFETY: `raw` is the handle PostgreSQL gave us; `out` is valid for the call.
-        let code = guard(|| unsafe { pg_sys::GetBackgroundWorkerPid(raw, out) })?;
-        Ok(Self::status_of(code, pid))
+        self.status_from(pg_sys::GetBackgroundWorkerPid)
     }
 
     /// The pid, when the worker is running.
@@ -545,12 +568,7 @@ impl Handle {
 
     /// Waits until the worker has started (or failed to), and returns its status.
     pub fn wait_for_startup(&self) -> Result<Status> {
-        let raw = self.raw;
-        let mut pid: pg_sys::pid_t = 0;
-        let out = &mut pid as *mut pg_sys::pid_t;
-        // SAFETY: as in `status`; the launching backend is the notify pid.
-        let code = guard(|| unsafe { pg_sys::WaitForBackgroundWorkerStartup(raw, out) })?;
-        Ok(Self::status_of(code, pid))
+        self.status_from(pg_sys::WaitForBackgroundWorkerStartup)
     }
 
     /// Waits until the worker has stopped.
@@ -718,11 +736,11 @@ pub fn connect(c: Connection<'_>) -> Result<()> {
         guard(|| unsafe { pg_sys::BackgroundWorkerInitializeConnectionByOid(db, role, flags) })?;
     } else {
         let db = match c.database {
-            Database::Name(name) => Some(c_string(name, "database name")?),
+            Database::Name(name) => Some(to_cstring(name, "database name")?),
             _ => None,
         };
         let role = match c.role {
-            Role::Name(name) => Some(c_string(name, "role name")?),
+            Role::Name(name) => Some(to_cstring(name, "role name")?),
             _ => None,
         };
         let db_ptr = db.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
@@ -746,10 +764,6 @@ fn lookup_oid_refused(what: &str, name: &str) -> Result<u32> {
     )))
 }
 
-fn c_string(value: &str, field: &'static str) -> Result<std::ffi::CString> {
-    std::ffi::CString::new(value).map_err(|_| Error::Nul { field })
-}
-
 /// The running worker's `bgw_name`, or `None` outside a worker.
 ///
 /// ```no_run
@@ -762,6 +776,5 @@ pub fn current_worker_name() -> Option<String> {
         return None;
     }
     // SAFETY: bgw_name is a NUL-terminated array inside the entry.
-    let name = unsafe { CStr::from_ptr((*entry).bgw_name.as_ptr()) };
-    Some(name.to_string_lossy().into_owned())
+    Some(unsafe { copy_cstring((*entry).bgw_name.as_ptr()) })
 }

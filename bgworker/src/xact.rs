@@ -18,6 +18,7 @@
 //! # Ok::<(), bgworker::Error>(())
 //! ```
 
+use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
 
 use crate::error::{Error, Result};
@@ -25,6 +26,18 @@ use crate::guard::{check_main_thread, guard};
 use crate::pg_sys;
 use crate::recovery;
 use crate::spi::Spi;
+
+thread_local! {
+    /// The [`Spi`] that [`transaction`] lends its closure, while the closure runs: the one
+    /// connection whose transaction this module started and so may roll back whole. Any other
+    /// (from [`within_current`]) runs in a caller's transaction. Only compared, never read.
+    static OWNING_SPI: Cell<*const Spi> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Whether `spi` runs in a transaction that [`transaction`] started.
+fn owns_transaction(spi: &Spi) -> bool {
+    OWNING_SPI.with(|owner| std::ptr::eq(owner.get(), spi))
+}
 
 /// Whether a transaction is in progress in this process.
 ///
@@ -113,9 +126,11 @@ pub fn transaction<R>(f: impl FnOnce(&mut Spi) -> Result<R>) -> Result<R> {
         }
     }
 
-    let mut spi = Spi::owning_transaction();
+    let mut spi = Spi::connected();
+    OWNING_SPI.with(|owner| owner.set(&spi));
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| f(&mut spi)));
-    let lost = spi.take_lost();
+    OWNING_SPI.with(|owner| owner.set(std::ptr::null()));
+    let lost = spi.take_closed();
     let result = match outcome {
         Ok(_) if lost.is_some() => {
             // A subtransaction could not end and the whole transaction was rolled back then.
@@ -226,9 +241,9 @@ pub fn within_current<R>(f: impl FnOnce(&mut Spi) -> Result<R>) -> Result<R> {
     if rc < 0 {
         return Err(Error::msg(format!("SPI_connect failed with code {rc}")));
     }
-    let mut spi = Spi::new();
+    let mut spi = Spi::connected();
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| f(&mut spi)));
-    if let Some(lost) = spi.take_lost() {
+    if let Some(lost) = spi.take_closed() {
         // The transaction is gone: SPI was cleaned up with it.
         return Err(lost);
     }
@@ -250,11 +265,28 @@ pub fn within_current<R>(f: impl FnOnce(&mut Spi) -> Result<R>) -> Result<R> {
     }
 }
 
-/// The body of [`Spi::subtransaction`](crate::spi::Spi::subtransaction).
-pub(crate) fn in_subtransaction<R>(
-    spi: &mut Spi,
-    f: impl FnOnce(&mut Spi) -> Result<R>,
-) -> Result<R> {
+impl Spi {
+    /// Runs `f` in a subtransaction: if it fails (an error value, a PostgreSQL ERROR or a
+    /// panic), only the subtransaction is rolled back and the error returned; the enclosing
+    /// transaction goes on.
+    ///
+    /// ```no_run
+    /// bgworker::xact::transaction(|spi| {
+    ///     if let Err(e) = spi.subtransaction(|spi| spi.execute("INSERT INTO t VALUES (1)", &[])) {
+    ///         bgworker::log!("insert failed, going on: {e}");
+    ///     }
+    ///     spi.execute("INSERT INTO log VALUES ('done')", &[])
+    /// })?;
+    /// # Ok::<(), bgworker::Error>(())
+    /// ```
+    pub fn subtransaction<R>(&mut self, f: impl FnOnce(&mut Spi) -> Result<R>) -> Result<R> {
+        self.check_usable()?;
+        in_subtransaction(self, f)
+    }
+}
+
+/// The body of [`Spi::subtransaction`].
+fn in_subtransaction<R>(spi: &mut Spi, f: impl FnOnce(&mut Spi) -> Result<R>) -> Result<R> {
     // SAFETY: reading the current memory context and resource owner, which the
     // subtransaction calls change and we must restore, as PL/pgSQL does.
     let (context, owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
@@ -266,9 +298,9 @@ pub(crate) fn in_subtransaction<R>(
     switch_to(context);
 
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| f(spi)));
-    if let Some(lost) = spi.take_lost() {
+    if let Some(lost) = spi.take_closed() {
         // A nested subtransaction could not end; everything was rolled back already.
-        spi.set_lost(lost.clone());
+        spi.close(lost.clone());
         return match outcome {
             Err(payload) => panic::resume_unwind(payload),
             Ok(_) => Err(lost),
@@ -309,7 +341,7 @@ pub(crate) fn in_subtransaction<R>(
         // recovers. Inside a SQL function the transaction is the caller's, with its executor
         // running above us: leave the recovery to PostgreSQL, which the recorded ERROR makes
         // sure happens (nothing else runs, and the function fails with it).
-        if !spi.owns_transaction() {
+        if !owns_transaction(spi) {
             return match outcome {
                 Err(payload) => panic::resume_unwind(payload),
                 Ok(_) => Err(Error::Postgres(e)),
@@ -319,7 +351,7 @@ pub(crate) fn in_subtransaction<R>(
         let lost = Error::Postgres(e.with_context_line(
             "the subtransaction could not end, so the whole transaction was rolled back",
         ));
-        spi.set_lost(lost.clone());
+        spi.close(lost.clone());
         return match outcome {
             Err(payload) => panic::resume_unwind(payload),
             Ok(_) => Err(lost),

@@ -9,7 +9,7 @@ fn a_unit_parameter_is_an_error_not_a_crash() {
     let mut client = cluster.connect();
     let refused: String = client.query_one("SELECT param_void()", &[]).unwrap().get(0);
     assert!(
-        refused.contains("parameter $1 has type void, which cannot be a statement parameter"),
+        refused.contains("parameter $1: type void cannot be a statement parameter"),
         "{refused}"
     );
     // The same session goes on.

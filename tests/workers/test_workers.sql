@@ -2,6 +2,7 @@
 -- test_workers.sql.in and the library's declarations; edit those, not this file.
 
 CREATE FUNCTION "add_step"("x" integer, "step" integer DEFAULT 1) RETURNS integer AS 'MODULE_PATHNAME', 'add_with_default' LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION "conversion_error_at"("sql" text) RETURNS text AS 'MODULE_PATHNAME', 'conversion_error_at' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "dsm_misuse"() RETURNS text[] AS 'MODULE_PATHNAME', 'dsm_misuse' LANGUAGE c VOLATILE PARALLEL UNSAFE;
 CREATE FUNCTION "echo_bool"("value" boolean) RETURNS boolean AS 'MODULE_PATHNAME', 'echo_bool' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "echo_bytea"("value" bytea) RETURNS bytea AS 'MODULE_PATHNAME', 'echo_bytea' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;

@@ -2,6 +2,7 @@
 
 use bgworker::datum::Numeric;
 use bgworker::prelude::*;
+use bgworker::Position;
 
 macro_rules! echo {
     ($($name:ident, $spi_name:ident: $t:ty;)*) => {$(
@@ -67,6 +68,27 @@ bgworker::sql_function! {
     /// Reads the first column of a query as int4: a clear error for other types.
     fn read_as_int4(sql: String) -> Option<i32> {
         xact::within_current(|spi| spi.query_opt::<i32>(&sql, &[]))
+    }
+}
+
+bgworker::sql_function! {
+    /// Reads a query's rows as `(int4, float8[])` and says where a conversion error was,
+    /// from the error's fields (not its message): `column N name`, then `, element N` for a
+    /// value inside the array.
+    fn conversion_error_at(sql: String) -> String {
+        match xact::within_current(|spi| spi.query::<(i32, Vec<f64>)>(&sql, &[])) {
+            Ok(rows) => Ok(format!("{} rows", rows.len())),
+            Err(Error::Conversion {
+                at: Some(Position::Column { number, name }),
+                element,
+                ..
+            }) => Ok(match element {
+                Some(e) => format!("column {number} {name}, element {e}"),
+                None => format!("column {number} {name}"),
+            }),
+            Err(Error::Conversion { at, .. }) => Ok(format!("elsewhere: {at:?}")),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! ALPS's solvers against reference fits computed by statsmodels and scikit-learn on R's
-//! mtcars (tests/data/*.json): relative error at most 1e-6.
+//! mtcars (the workspace's tests/data/*.json, shared with the integration tests): relative
+//! error at most 1e-6.
 
 use alps_models::{linear, logistic, InMemory, Triangle};
 use ndarray::Array2;
@@ -9,14 +10,16 @@ const COLUMNS: [&str; 11] = [
     "mpg", "cyl", "disp", "hp", "drat", "wt", "qsec", "vs", "am", "gear", "carb",
 ];
 
+/// The workspace's `tests/data`, which the integration tests read too.
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data");
+
 fn reference(name: &str) -> Value {
-    let path = format!("{}/data/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{DATA}/{name}");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn mtcars(columns: &[&str]) -> Array2<f64> {
-    let text =
-        std::fs::read_to_string(format!("{}/data/mtcars.csv", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let text = std::fs::read_to_string(format!("{DATA}/mtcars.csv")).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let index: Vec<usize> = columns
