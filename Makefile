@@ -36,7 +36,7 @@ SCRIPTS := worker_spi alps
 TEST_WORKERS_SO = $(PROFILE_DIR)/libbgworker_test_workers.so
 script_of = contrib/$(1)/$(1)--$(call bgw_version,contrib/$(1)/$(1).control).sql
 
-.PHONY: all build install install-files uninstall test test-major test-all setup demo bench clean lint sql sql-check
+.PHONY: all build install install-files uninstall test test-major test-all setup demo bench clean lint sql sql-check template-test
 
 all: build
 
@@ -68,6 +68,25 @@ sql-check:
 	@$(call bgw_sql_check,$(TEST_WORKERS_SO),tests/workers/test_workers.sql.in,tests/workers/test_workers.sql)
 	@echo "install scripts match the libraries' declarations"
 
+# The starter template as a new user gets it: copied outside this workspace, pointed at
+# this checkout, built, installed into a DESTDIR, and tested (`make installcheck`).
+TEMPLATE_TARGET = $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/template
+template-test:
+	@set -e; dir=$$(mktemp -d /tmp/bgworker-template.XXXXXX); \
+	trap 'rm -rf "$$dir"' EXIT; \
+	cp -r templates/worker "$$dir/my_worker"; \
+	sed -i 's|path = "../../bgworker"|path = "$(CURDIR)/bgworker"|' "$$dir/my_worker/Cargo.toml"; \
+	cd "$$dir/my_worker"; \
+	export CARGO_TARGET_DIR='$(TEMPLATE_TARGET)'; \
+	$(MAKE) --no-print-directory; \
+	$(MAKE) --no-print-directory install DESTDIR="$$dir/dest"; \
+	lib=$$(find "$$dir/dest" -name my_worker.so); ctl=$$(find "$$dir/dest" -name my_worker.control); \
+	sql=$$(find "$$dir/dest" -name 'my_worker--0.1.sql'); \
+	test -n "$$lib" -a -n "$$ctl" -a -n "$$sql" || { echo "template: install is incomplete" >&2; exit 1; }; \
+	grep -q 'CREATE FUNCTION "my_worker_hello"' "$$sql"; \
+	$(MAKE) --no-print-directory installcheck; \
+	echo "template: built, installed into DESTDIR and tested outside the workspace"
+
 uninstall:
 	@$(call bgw_uninstall,$(EXAMPLES),$(wildcard contrib/*/*.control contrib/*/*.sql))
 
@@ -78,6 +97,7 @@ test: setup
 	$(CARGO) build $(CARGO_FLAGS) -p bgworker-examples -p alps --examples
 	$(CARGO) build $(CARGO_FLAGS) -p bgworker-test-workers
 	$(MAKE) --no-print-directory sql-check
+	$(MAKE) --no-print-directory template-test
 	$(CARGO) test $(CARGO_FLAGS) -p bgworker --features testing
 	$(CARGO) test $(CARGO_FLAGS) -p bgworker-tests -p alps --tests
 

@@ -23,6 +23,11 @@
 #
 # These are recipe fragments: use them as whole recipe lines, `$(call ...)`.
 
+# Given on the command line or in the environment, PG_CONFIG also reaches cargo (pg-sys
+# builds against it); otherwise both use pg_config on PATH.
+ifdef PG_CONFIG
+export PG_CONFIG
+endif
 PG_CONFIG ?= pg_config
 BGW_PKGLIBDIR = $(shell $(PG_CONFIG) --pkglibdir)
 BGW_EXTDIR = $(shell $(PG_CONFIG) --sharedir)/extension

@@ -241,7 +241,7 @@ fn alps(with_4m: bool) {
         .start();
     let mut client = cluster.connect();
     cluster.wait_for_log("alps started", Duration::from_secs(60));
-    bgworker_tests::run_extension_script(&mut client, "alps", "1.0");
+    bgworker_tests::run_extension_script(&mut client, "alps");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap();

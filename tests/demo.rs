@@ -97,7 +97,7 @@ fn main() {
     }
 
     println!("\n## worker_spi: counts deltas into a total, in its own schema\n");
-    run_extension_script(&mut client, "worker_spi", "1.0");
+    run_extension_script(&mut client, "worker_spi");
     show(
         &mut client,
         "SELECT worker_spi_launch(2) IS NOT NULL AS launched",
@@ -122,7 +122,7 @@ fn main() {
 
     println!("\n## ALPS: models of every column of mtcars, predictions next to them\n");
     cluster.wait_for_log("alps started", WAIT);
-    run_extension_script(&mut client, "alps", "1.0");
+    run_extension_script(&mut client, "alps");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap();

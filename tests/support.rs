@@ -65,35 +65,11 @@ pub fn test_cluster(settings: &[(&str, &str)]) -> Cluster {
     cluster
 }
 
-/// Runs an extension's install script from `contrib/` the way `CREATE EXTENSION` would,
-/// with `MODULE_PATHNAME` naming the library on the cluster's `dynamic_library_path`. (The
-/// tests do not install into the system's extension directory.)
-pub fn run_extension_script(client: &mut postgres::Client, extension: &str, version: &str) {
+/// Runs `contrib/<extension>`'s install script as `CREATE EXTENSION` would.
+pub fn run_extension_script(client: &mut postgres::Client, extension: &str) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap();
-    let path = root.join(format!("contrib/{extension}/{extension}--{version}.sql"));
-    let script =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let control =
-        std::fs::read_to_string(root.join(format!("contrib/{extension}/{extension}.control")))
-            .unwrap();
-    let schema = control
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("schema")
-                .map(|v| v.trim_start_matches([' ', '=']).trim().to_string())
-        })
-        .unwrap_or_else(|| "public".to_string());
-    let script: String = script
-        .lines()
-        .filter(|l| !l.starts_with("\\echo"))
-        .collect::<Vec<_>>()
-        .join("\n")
-        .replace("MODULE_PATHNAME", extension)
-        .replace("@extschema@", &schema);
-    client
-        .batch_execute(&script)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let control = root.join(format!("contrib/{extension}/{extension}.control"));
+    bgworker::testing::run_extension_script(client, &control);
 }

@@ -451,6 +451,55 @@ fn free_port() -> u16 {
         .expect("find a free port")
 }
 
+/// Runs an extension's install script the way `CREATE EXTENSION` would, for a cluster whose
+/// libraries were copied in with [`ClusterBuilder::preload`] or [`ClusterBuilder::library`]
+/// (tests do not install into the server's extension directory). `control` is the
+/// extension's control file; the script is `<name>--<default_version>.sql` next to it.
+/// `MODULE_PATHNAME` becomes the library's name (`$libdir/` dropped), `@extschema@` the
+/// control file's `schema` (created if missing) or `public`; psql-only `\echo` lines are
+/// skipped. Panics with the file name when something fails.
+///
+/// ```no_run
+/// # let cluster = bgworker::testing::Cluster::builder().start();
+/// let mut client = cluster.connect();
+/// bgworker::testing::run_extension_script(&mut client, "my_worker.control".as_ref());
+/// ```
+pub fn run_extension_script(client: &mut postgres::Client, control: &Path) {
+    let text = fs::read_to_string(control).unwrap_or_else(|e| panic!("{}: {e}", control.display()));
+    let setting = |key: &str| {
+        text.lines().find_map(|line| {
+            let (k, v) = line.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().trim_matches('\'').to_string())
+        })
+    };
+    let name = control
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("a control file name");
+    let version = setting("default_version")
+        .unwrap_or_else(|| panic!("{}: no default_version", control.display()));
+    let module = setting("module_pathname").unwrap_or_else(|| name.to_string());
+    let module = module.strip_prefix("$libdir/").unwrap_or(&module);
+    let schema = setting("schema").unwrap_or_else(|| "public".to_string());
+    let path = control.with_file_name(format!("{name}--{version}.sql"));
+    let script = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let script: String = script
+        .lines()
+        .filter(|l| !l.starts_with("\\echo"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("MODULE_PATHNAME", module)
+        .replace("@extschema@", &schema);
+    let create_schema = format!(
+        "CREATE SCHEMA IF NOT EXISTS \"{}\"",
+        schema.replace('"', "\"\"")
+    );
+    client
+        .batch_execute(&create_schema)
+        .and_then(|()| client.batch_execute(&script))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
 /// Runs the configured `pg_config` with one flag.
 ///
 /// ```no_run

@@ -108,7 +108,7 @@ fn a_hostile_table_owner_gains_nothing_and_the_other_tables_are_served() {
         .start();
     cluster.wait_for_log("alps started in database \"postgres\"", WAIT);
     let mut client = cluster.connect();
-    run_extension_script(&mut client, "alps", "1.0");
+    run_extension_script(&mut client, "alps");
     client.batch_execute(HOSTILE_OWNER).unwrap();
     // (The raising table's CHECK fails only for the predictions ALPS writes.)
     client

@@ -17,8 +17,8 @@ fn only_harmless_functions_are_executable_by_public() {
         Duration::from_secs(60),
     );
     let mut client = cluster.connect();
-    run_extension_script(&mut client, "alps", "1.0");
-    run_extension_script(&mut client, "worker_spi", "1.0");
+    run_extension_script(&mut client, "alps");
+    run_extension_script(&mut client, "worker_spi");
     client.batch_execute("CREATE ROLE plain LOGIN").unwrap();
     // ALPS creates its aggregates in its schema when it starts.
     assert!(cluster.poll(Duration::from_secs(30), || {
