@@ -18,7 +18,7 @@ fn alps_cluster(settings: &[(&str, &str)]) -> Cluster {
     }
     let cluster = b.start();
     cluster.wait_for_log("alps started in database \"postgres\"", WAIT);
-    run_extension_script(&mut cluster.connect(), "alps", "1.0");
+    run_extension_script(&mut cluster.connect(), "alps");
     cluster
 }
 

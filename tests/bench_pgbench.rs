@@ -96,7 +96,7 @@ pub fn run(rounds: usize, seconds: u32) {
         .start();
     cluster.wait_for_log("alps started in database \"postgres\"", WAIT);
     let mut client = cluster.connect();
-    run_extension_script(&mut client, "alps", "1.0");
+    run_extension_script(&mut client, "alps");
     pgbench(&cluster, &["-i", "-s", "10", "-q"]);
     client.batch_execute("VACUUM ANALYZE").unwrap();
 

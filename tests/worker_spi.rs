@@ -12,7 +12,7 @@ fn cluster(settings: &[(&str, &str)]) -> Cluster {
         b = b.setting(k, v);
     }
     let cluster = b.start();
-    run_extension_script(&mut cluster.connect(), "worker_spi", "1.0");
+    run_extension_script(&mut cluster.connect(), "worker_spi");
     cluster
 }
 

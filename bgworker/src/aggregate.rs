@@ -47,7 +47,21 @@ use crate::pg_sys::{self, Datum, FunctionCallInfo, Oid};
 
 /// An aggregate's state and its steps. One value per group.
 ///
-/// See the [module documentation](self) for an example.
+/// ```no_run
+/// use bgworker::aggregate::{Aggregate, Args, Memory};
+/// /// The product of the non-NULL values.
+/// struct Product(f64);
+/// impl Aggregate for Product {
+///     type Output = f64;
+///     fn init(_: &Memory, _: &Args) -> bgworker::Result<Self> { Ok(Product(1.0)) }
+///     fn step(&mut self, _: &Memory, args: &Args) -> bgworker::Result<()> {
+///         self.0 *= args.get::<Option<f64>>(0)?.unwrap_or(1.0);
+///         Ok(())
+///     }
+///     fn finish(&mut self) -> bgworker::Result<f64> { Ok(self.0) }
+/// }
+/// bgworker::sql_aggregate! { aggregate product("float8"): Product }
+/// ```
 pub trait Aggregate: Sized + 'static {
     /// The aggregate's result.
     type Output: ToSql + crate::sql::SignatureType;
@@ -147,6 +161,12 @@ impl Memory {
 
 /// A type an aggregate [`Buffer`] may hold: plain numbers, whose every bit pattern and
 /// alignment palloc'd memory supports.
+///
+/// ```
+/// fn holdable<T: bgworker::aggregate::Element>() {}
+/// holdable::<f64>();
+/// holdable::<i64>();
+/// ```
 ///
 /// # Safety
 /// Implement only for `Copy` types with no padding, no invalid bit patterns and alignment
@@ -598,7 +618,12 @@ macro_rules! __sql_aggregate {
             #[allow(unused_imports)]
             use super::*;
             const OPTIONS: $crate::sql::Options = $crate::__sql_options!($($opts)*);
-            /// The support functions' `CREATE FUNCTION`s, then the `CREATE AGGREGATE`.
+            /// The support functions' `CREATE FUNCTION`s, then the `CREATE AGGREGATE`, for a
+            /// library that creates its aggregates itself:
+            ///
+            /// ```text
+            /// for d in name::DECLARATIONS { spi.execute(&d.to_sql(&library_path, true), &[])?; }
+            /// ```
             pub const DECLARATIONS: &[$crate::sql::Declaration] = &[
                 $( $crate::__sql_aggregate_part!(declare $part $name $args OPTIONS, $state), )*
                 $crate::sql::Declaration::aggregate(

@@ -75,7 +75,12 @@ macro_rules! __sql_function {
         pub mod $name {
             #[allow(unused_imports)]
             use super::*;
-            /// The `CREATE FUNCTION` statement's parts.
+            /// The `CREATE FUNCTION` statement's parts, for a library that creates its
+            /// functions itself:
+            ///
+            /// ```text
+            /// spi.execute(&name::DECLARATION.to_sql(&library_path, true), &[])?;
+            /// ```
             pub const DECLARATION: $crate::sql::Declaration = $crate::sql::Declaration::function(
                 stringify!($name),
                 $crate::__sql_options!($($opts)*),

@@ -30,6 +30,10 @@
 use crate::datum::SqlType;
 
 /// The marker that starts every declaration record in a library.
+///
+/// ```
+/// assert_eq!(bgworker::sql::RECORD_MARKER, "BGWSQL1|");
+/// ```
 pub const RECORD_MARKER: &str = "BGWSQL1|";
 
 /// How a Rust argument or result type is spelled in a SQL declaration.

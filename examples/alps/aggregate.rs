@@ -306,7 +306,7 @@ impl State {
 
     fn deserialize(memory: &Memory, bytes: &[u8]) -> Result<State> {
         let bad = || Error::msg("bad serialized alps aggregate state");
-        if bytes.len() % 8 != 0 {
+        if !bytes.len().is_multiple_of(8) {
             return Err(bad());
         }
         let v: Vec<f64> = bytes
