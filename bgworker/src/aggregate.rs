@@ -34,6 +34,7 @@
 //!     #[sql(parallel_safe)]
 //!     aggregate sum_squares("double precision"): SumSquares;
 //! }
+//! # fn main() {}
 //! ```
 
 use std::cell::Cell;
@@ -61,6 +62,7 @@ use crate::pg_sys::{self, Datum, FunctionCallInfo, Oid};
 ///     fn finish(&mut self) -> bgworker::Result<f64> { Ok(self.0) }
 /// }
 /// bgworker::sql_aggregate! { aggregate product("float8"): Product }
+/// # fn main() {}
 /// ```
 pub trait Aggregate: Sized + 'static {
     /// The aggregate's result.
@@ -102,6 +104,7 @@ pub trait Aggregate: Sized + 'static {
 ///     #[sql(parallel_safe)]
 ///     aggregate row_count("\"any\""): Count, parallel;
 /// }
+/// # fn main() {}
 /// ```
 pub trait ParallelAggregate: Aggregate {
     /// Adds `other`'s rows to `self`.
@@ -584,9 +587,11 @@ pub mod support {
 ///     #[sql(schema = "@extschema@", parallel_safe)]
 ///     aggregate longest("text"): Longest;
 /// }
-/// assert!(longest::DECLARATIONS[2].to_sql("", false).starts_with(
-///     "CREATE AGGREGATE @extschema@.\"longest\"(text) (SFUNC = @extschema@.\"longest_step\""
-/// ));
+/// fn main() {
+///     assert!(longest::DECLARATIONS[2].to_sql("", false).starts_with(
+///         "CREATE AGGREGATE @extschema@.\"longest\"(text) (SFUNC = @extschema@.\"longest_step\""
+///     ));
+/// }
 /// ```
 #[macro_export]
 macro_rules! sql_aggregate {
