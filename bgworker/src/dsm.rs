@@ -120,6 +120,11 @@ impl Segment {
         Ok(segment)
     }
 
+    /// The segment itself, for the C API (`pq_redirect_to_shm_mq`).
+    pub(crate) fn raw(&self) -> *mut pg_sys::dsm_segment {
+        self.raw
+    }
+
     /// The handle another process attaches with (pass it as the worker's main argument).
     pub fn handle(&self) -> u32 {
         // SAFETY: a valid, attached segment.
@@ -307,6 +312,11 @@ pub struct Sender<'s> {
 }
 
 impl Sender<'_> {
+    /// The queue handle, for the C API (`pq_redirect_to_shm_mq`).
+    pub(crate) fn raw(&self) -> *mut pg_sys::shm_mq_handle {
+        self.raw
+    }
+
     /// Sends one message, waiting while the queue is full. An error when the receiver has
     /// detached (or never attached and its worker stopped).
     pub fn send(&mut self, message: &[u8]) -> Result<()> {

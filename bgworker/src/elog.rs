@@ -13,6 +13,7 @@
 //! bgworker::warning!("{} rows skipped", 3);
 //! ```
 
+use crate::error::PgError;
 use crate::guard::guard;
 use crate::pg_sys;
 
@@ -83,6 +84,26 @@ pub fn report(level: Level, message: &str) {
     let _ = guard(|| unsafe {
         pg_sys::pgsys_report(level.to_pg(), code, ptr, std::ptr::null(), std::ptr::null())
     });
+}
+
+/// Emits a report below ERROR with its own SQLSTATE, detail and hint (a NOTICE or WARNING
+/// that another process sent, for example). Like [`report`], it never fails.
+///
+/// ```no_run
+/// use bgworker::{elog::Level, PgError, SqlState};
+/// let w = PgError::new(SqlState::WARNING, "disk almost full").with_hint("free some space");
+/// bgworker::elog::report_error(Level::Warning, &w);
+/// ```
+pub fn report_error(level: Level, report: &PgError) {
+    crate::guard::assert_main_thread();
+    let message = crate::cstr::to_cstring_lossy(&report.message);
+    let detail = report.detail.as_deref().map(crate::cstr::to_cstring_lossy);
+    let hint = report.hint.as_deref().map(crate::cstr::to_cstring_lossy);
+    let opt = |c: &Option<std::ffi::CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    let (m, d, h) = (message.as_ptr(), opt(&detail), opt(&hint));
+    let code = report.sqlstate.packed();
+    // SAFETY: pgsys_report copies the texts before returning; levels below ERROR return.
+    let _ = guard(|| unsafe { pg_sys::pgsys_report(level.to_pg(), code, m, d, h) });
 }
 
 /// Logs at `LOG` level: the server log. `bgworker::log!("count is {n}")`.

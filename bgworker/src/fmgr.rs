@@ -140,6 +140,8 @@ macro_rules! __sql_default {
 pub struct Call {
     fcinfo: pg_sys::FunctionCallInfo,
     next: usize,
+    /// Makes this call the one `srf::RecordSet::for_current_call` finds, while it runs.
+    _current: Option<crate::srf::CallScope>,
 }
 
 impl Call {
@@ -153,7 +155,11 @@ impl Call {
                 "the SQL declaration passes {nargs} arguments, the Rust function takes {rust_args}"
             )));
         }
-        Ok(Call { fcinfo, next: 0 })
+        Ok(Call {
+            fcinfo,
+            next: 0,
+            _current: Some(crate::srf::enter_call(fcinfo)),
+        })
     }
 
     /// For returning a value from a function whose arguments are read otherwise (an
@@ -162,7 +168,11 @@ impl Call {
     /// # Safety
     /// As for [`Call::new`].
     pub(crate) unsafe fn result_of(fcinfo: pg_sys::FunctionCallInfo) -> Call {
-        Call { fcinfo, next: 0 }
+        Call {
+            fcinfo,
+            next: 0,
+            _current: None,
+        }
     }
 
     fn arg_type(&self, index: usize) -> Result<Oid> {

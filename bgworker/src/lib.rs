@@ -18,6 +18,8 @@
 //! | [`sql`] | the `CREATE FUNCTION` statements of an extension script, from the Rust code |
 //! | [`elog`] | `ereport`, `elog` |
 //! | [`security`] | `SetUserIdAndSecContext`, security-restricted operations |
+//! | [`session`] | `pq_redirect_to_shm_mq`, `exec_simple_query`: SQL run by a worker for another process |
+//! | [`srf`] | `SRF_IS_FIRSTCALL`, materialize mode: `RETURNS SETOF record` |
 //! | [`guard()`] | `PG_TRY`/`PG_CATCH` around one call |
 //! | [`entry`] | `PG_MODULE_MAGIC`, `_PG_init`, panic and error reporting |
 //!
@@ -64,10 +66,12 @@ pub mod guc;
 pub mod latch;
 mod recovery;
 pub mod security;
+pub mod session;
 pub mod shmem;
 pub mod signals;
 pub mod spi;
 pub mod sql;
+pub mod srf;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod worker;

@@ -14,6 +14,8 @@
 #include "port/atomics.h"
 #include "utils/elog.h"
 #include "utils/memutils.h"
+#include "access/tupdesc.h"
+#include "utils/memutils.h"
 
 #if PG_VERSION_NUM >= 160000
 /* The varlena macros left postgres.h for varatt.h in 16. */
@@ -213,4 +215,10 @@ void
 pgsys_atomic_write_u64(volatile pg_atomic_uint64 *ptr, uint64 val)
 {
 	pg_atomic_write_u64(ptr, val);
+}
+
+Form_pg_attribute
+pgsys_tupdesc_attr(TupleDesc desc, int i)
+{
+	return TupleDescAttr(desc, i);
 }

@@ -72,3 +72,7 @@ extern uint64 pgsys_atomic_fetch_add_u64(volatile pg_atomic_uint64 *ptr, int64 a
 extern void pgsys_atomic_write_u64(volatile pg_atomic_uint64 *ptr, uint64 val);
 
 #endif							/* PGSYS_SHIM_H */
+
+/* TupleDescAttr(): the attribute array moved behind compact attributes in 18. */
+extern Form_pg_attribute pgsys_tupdesc_attr(TupleDesc desc, int i);
+

@@ -9,6 +9,7 @@ mod bench;
 mod dynamic;
 mod failing;
 mod functions;
+mod sessions;
 mod shared;
 mod soundness;
 

@@ -1,0 +1,734 @@
+//! SQL run by a worker for another process, as a client session would run it: what
+//! pg_background does, as parts any worker can use.
+//!
+//! In the worker, [`redirect_output`] sends everything PostgreSQL would send a client
+//! (result rows, command tags, NOTICEs and WARNINGs, ERROR reports, ready-for-query) into a
+//! message queue, in the frontend/backend protocol's messages; [`execute`] then runs a SQL
+//! string the way the simple query protocol does: statement after statement, each planned and
+//! run through a portal, transaction blocks honoured across calls (`BEGIN` in one, `COMMIT`
+//! in a later one), utility commands such as `VACUUM` allowed when alone. An ERROR is
+//! reported to the queue and rolls back what it must, and the worker goes on serving.
+//!
+//! In the process that waits for the answers, [`Reply::parse`] reads each message.
+//!
+//! ```no_run
+//! use bgworker::dsm::Segment;
+//! use bgworker::session::{self, Reply};
+//! # fn worker(handle: u32) -> bgworker::Result<()> {
+//! // In the worker: answers go to the queue at offset 0 of the caller's segment.
+//! let segment: &'static Segment = Box::leak(Box::new(Segment::attach(handle)?));
+//! session::redirect_output(segment, 0)?;
+//! session::execute("SELECT 1 AS one; VACUUM")?;
+//! # Ok(()) }
+//! # fn caller(reply: &[u8]) -> bgworker::Result<()> {
+//! // In the caller, for each message received:
+//! match Reply::parse(reply)? {
+//!     Reply::Columns(columns) => println!("{} columns", columns.len()),
+//!     Reply::Row(row) => println!("{:?}", row.values().collect::<Vec<_>>()),
+//!     Reply::Error(e) => return Err(e.into()),
+//!     _ => {}
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::ffi::{c_char, c_long, CString};
+
+use crate::dsm::{Receiver, Segment, Sender};
+use crate::error::{Error, PgError, Result, SqlState};
+use crate::guard::guard;
+use crate::pg_sys;
+use crate::srf::RecordSet;
+use crate::worker::{Builder, Handle};
+
+/// Sends this worker's client output into the queue at `offset` of `segment` (which the
+/// process that reads it created), for the rest of the worker's life (hence `'static`:
+/// leak the attached segment, `Box::leak(Box::new(segment))`).
+///
+/// Only in a background worker: a regular backend's output belongs to its client.
+pub fn redirect_output(segment: &'static Segment, offset: usize) -> Result<()> {
+    // SAFETY: a plain global of this process.
+    if !unsafe { pg_sys::IsBackgroundWorker } {
+        return Err(Error::WrongContext(
+            "session::redirect_output is for background workers".into(),
+        ));
+    }
+    let sender = segment.sender(offset, None)?;
+    let (seg, mq) = (segment.raw(), sender.raw());
+    // SAFETY: the segment lives for the rest of the process ('static) and so does the queue
+    // handle (not dropped below); from now on the protocol messages go to the queue.
+    guard(|| unsafe { pg_sys::pq_redirect_to_shm_mq(seg, mq) })?;
+    std::mem::forget(sender);
+    Ok(())
+}
+
+/// Runs `sql` as the simple query protocol does and sends the results, command tags,
+/// notices and any ERROR to the redirected output, then ready-for-query. Returns whether
+/// every statement succeeded (an ERROR has been sent and rolled back otherwise).
+///
+/// An `Err` means the session itself is broken (the output could not be written): the
+/// worker should exit.
+pub fn execute(sql: &str) -> Result<bool> {
+    let text = CString::new(sql).map_err(|_| Error::Nul { field: "SQL text" })?;
+    let sql_ptr = text.as_ptr();
+    // SAFETY: reports this process's activity; the text is copied.
+    guard(|| unsafe {
+        pg_sys::pgstat_report_activity(pg_sys::BackendState_STATE_RUNNING, sql_ptr)
+    })?;
+    // SAFETY: the statement's start time (statement_timestamp()), as for a client query.
+    guard(|| unsafe { pg_sys::SetCurrentStatementStartTimestamp() })?;
+    // Parse trees and plans live here, not in the transaction's memory: a statement that
+    // commits by itself (VACUUM) must not free the list the loop walks.
+    // SAFETY: a new child of TopMemoryContext (default sizes, a static name), deleted below.
+    let memory = guard(|| unsafe {
+        pg_sys::AllocSetContextCreateInternal(
+            pg_sys::TopMemoryContext,
+            c"bgworker session statement".as_ptr(),
+            0,
+            8 * 1024,
+            8 * 1024 * 1024,
+        )
+    })?;
+    let outcome = run_statements(sql_ptr, memory);
+    let ok = match outcome {
+        Ok(()) => true,
+        Err(e) => {
+            recover()?;
+            send_error(&e.to_pg_error())?;
+            false
+        }
+    };
+    // SAFETY: nothing refers to the statement memory any more (portals are dropped, or
+    // cleaned up by the abort); the current context is not it.
+    guard(|| unsafe {
+        if pg_sys::CurrentMemoryContext == memory {
+            pg_sys::CurrentMemoryContext = pg_sys::TopMemoryContext;
+        }
+        pg_sys::MemoryContextDelete(memory);
+    })?;
+    // SAFETY: sends 'Z' with the transaction status to the redirected output.
+    guard(|| unsafe { pg_sys::ReadyForQuery(pg_sys::CommandDest_DestRemote) })?;
+    // SAFETY: as above.
+    guard(|| unsafe {
+        pg_sys::pgstat_report_activity(pg_sys::BackendState_STATE_IDLE, std::ptr::null())
+    })?;
+    Ok(ok)
+}
+
+/// A worker's side of a session a [`Client`] started: attaches the segment that the
+/// worker's main argument names, sends its output to the reply queue, and runs each SQL
+/// string that arrives, until the client detaches. Call it after `worker::connect`.
+///
+/// ```no_run
+/// # struct Session;
+/// # impl bgworker::Worker for Session {
+/// #     const NAME: &'static str = "session";
+/// fn main(arg: i64) -> bgworker::Result<()> {
+///     bgworker::worker::connect(bgworker::worker::Connection::new(
+///         bgworker::worker::Database::Name("postgres"),
+///     ))?;
+///     bgworker::session::serve(arg)
+/// }
+/// # }
+/// ```
+pub fn serve(main_arg: i64) -> Result<()> {
+    let (segment_handle, queue) = ((main_arg & 0xffff_ffff) as u32, (main_arg >> 32) as usize);
+    let segment: &'static Segment = Box::leak(Box::new(Segment::attach(segment_handle)?));
+    let mut requests = segment.receiver(0, None)?;
+    redirect_output(segment, queue)?;
+    while let Some(message) = requests.receive()? {
+        let sql = String::from_utf8(message)
+            .map_err(|_| Error::msg("a background session request is not UTF-8"))?;
+        execute(&sql)?;
+    }
+    Ok(())
+}
+
+/// The caller's end of a background session: a worker that runs the SQL strings
+/// [`Client::send`] gives it, in one session (settings, temporary tables and open
+/// transaction blocks carry over), and whose replies [`Client::receive`] reads.
+///
+/// ```no_run
+/// use bgworker::session::{Client, Reply};
+/// # struct Session;
+/// # impl bgworker::Worker for Session { const NAME: &'static str = "s"; fn main(_: i64) -> bgworker::Result<()> { Ok(()) } }
+/// # use bgworker::Worker;
+/// let mut client = Client::launch(Session::builder(), 65536)?;
+/// client.send("SELECT 42")?;
+/// while let Some(message) = client.receive()? {
+///     if let Reply::Ready(_) = Reply::parse(&message)? {
+///         break;
+///     }
+/// }
+/// # Ok::<(), bgworker::Error>(())
+/// ```
+pub struct Client {
+    // Dropped first: the queue ends borrow the segment and the handle below.
+    to_worker: Sender<'static>,
+    from_worker: Receiver<'static>,
+    worker: Box<Handle>,
+    _segment: Box<Segment>,
+}
+
+impl Client {
+    /// Launches the worker `builder` describes (its main calls [`serve`]) with a new segment
+    /// of two queues of `queue_size` bytes each (requests, replies).
+    pub fn launch(builder: Builder, queue_size: usize) -> Result<Client> {
+        let segment = Box::new(Segment::create(2 * queue_size)?);
+        segment.create_queue(0, queue_size)?;
+        segment.create_queue(queue_size, queue_size)?;
+        if queue_size > u32::MAX as usize {
+            return Err(Error::msg("a session queue is at most 4 GB"));
+        }
+        // The main argument carries the segment and the queue size.
+        let arg = ((queue_size as i64) << 32) | i64::from(segment.handle());
+        let worker = Box::new(builder.main_arg(arg).launch()?);
+        // SAFETY: both boxes live in the returned Client, which drops the queue ends (the
+        // only borrowers) before them; boxing keeps their addresses stable when it moves.
+        let (seg, handle): (&'static Segment, &'static Handle) = unsafe {
+            (
+                &*(segment.as_ref() as *const Segment),
+                &*(worker.as_ref() as *const Handle),
+            )
+        };
+        let to_worker = seg.sender(0, Some(handle))?;
+        let from_worker = seg.receiver(queue_size, Some(handle))?;
+        Ok(Client {
+            to_worker,
+            from_worker,
+            worker,
+            _segment: segment,
+        })
+    }
+
+    /// Sends a SQL string to run; its replies end with [`Reply::Ready`].
+    pub fn send(&mut self, sql: &str) -> Result<()> {
+        self.to_worker.send(sql.as_bytes())
+    }
+
+    /// The next reply message, waiting for it; `None` when the worker has gone.
+    pub fn receive(&mut self) -> Result<Option<Vec<u8>>> {
+        self.from_worker.receive()
+    }
+
+    /// Reads the replies to one SQL string, up to ready-for-query, as the caller's result:
+    /// rows go into `rows` (whose columns must match the result's in number), NOTICEs and
+    /// WARNINGs are re-raised here, and the worker's ERROR becomes this call's error, with a
+    /// context line naming the worker. A string with no result set gives its command tags
+    /// (`INSERT 0 1`) as rows, when the caller asked for one text column.
+    ///
+    /// Every reply is read even after an ERROR, so that the session is ready for the next
+    /// string.
+    pub fn forward(&mut self, rows: &mut RecordSet) -> Result<()> {
+        let pid = self.worker.pid().ok().flatten().unwrap_or(0);
+        let mut failure: Option<Error> = None;
+        let mut described = false;
+        let mut tags: Vec<String> = Vec::new();
+        loop {
+            let Some(message) = self.receive()? else {
+                return Err(failure.unwrap_or_else(|| {
+                    PgError::new(
+                        SqlState::CONNECTION_FAILURE,
+                        format!("lost connection to background session worker {pid}"),
+                    )
+                    .into()
+                }));
+            };
+            if failure.is_some() && !matches!(message.first(), Some(b'Z')) {
+                continue;
+            }
+            match Reply::parse(&message)? {
+                Reply::Columns(columns) => {
+                    described = true;
+                    if columns.len() != rows.columns() {
+                        failure = Some(mismatch(columns.len(), rows.columns()));
+                    }
+                }
+                Reply::Row(row) => {
+                    if let Err(e) = rows.push_text(row.values()) {
+                        failure = Some(e);
+                    }
+                }
+                Reply::Complete(tag) => tags.push(tag.to_string()),
+                Reply::Notice(severity, report) => {
+                    crate::elog::report_error(level_of(&severity), &report);
+                }
+                Reply::Error(mut report) => {
+                    let line = format!("background session worker {pid}");
+                    report.context = Some(match report.context.take() {
+                        Some(c) => format!("{c}\n{line}"),
+                        None => line,
+                    });
+                    failure = Some(report.into());
+                }
+                Reply::Ready(_) => break,
+                Reply::Other(..) => {}
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if !described {
+            let text_column = rows.columns() == 1 && rows.column_type(0) == Some(pg_sys::TEXTOID);
+            if !text_column {
+                return Err(PgError::new(
+                    SqlState::DATATYPE_MISMATCH,
+                    "the SQL returned no rows, only command tags: ask for one text column",
+                )
+                .into());
+            }
+            for tag in &tags {
+                rows.push_text(std::iter::once(Some(tag.as_bytes())))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The worker's handle (its pid, status, `terminate`).
+    pub fn worker(&self) -> &Handle {
+        &self.worker
+    }
+}
+
+/// What PostgreSQL's main loop does after an ERROR: abort the transaction (or mark the
+/// transaction block failed), drop the portals, return to the top memory context.
+fn recover() -> Result<()> {
+    // SAFETY: aborts whatever transaction state the failed statement left; the block state
+    // machine turns an explicit block into "aborted, waiting for ROLLBACK".
+    guard(|| unsafe {
+        pg_sys::AbortCurrentTransaction();
+        pg_sys::CurrentMemoryContext = pg_sys::TopMemoryContext;
+    })?;
+    Ok(())
+}
+
+/// Parses and runs each statement of `sql` (a NUL-terminated string that outlives the
+/// call); trees and plans go into `memory`.
+fn run_statements(sql: *const c_char, memory: pg_sys::MemoryContext) -> Result<()> {
+    // SAFETY: starts (or continues, inside a block) the transaction the statements run in,
+    // then parses in `memory`; returns a List of RawStmt.
+    let trees = guard(|| unsafe {
+        pg_sys::StartTransactionCommand();
+        pg_sys::CurrentMemoryContext = memory;
+        pg_sys::pg_parse_query(sql)
+    })?;
+    // SAFETY: a List or NIL.
+    let count = if trees.is_null() {
+        0
+    } else {
+        unsafe { (*trees).length }
+    } as usize;
+    let implicit_block = count > 1;
+    for i in 0..count {
+        // SAFETY: i < length; the cells hold RawStmt pointers.
+        let raw = unsafe { (*(*trees).elements.add(i)).ptr_value } as *mut pg_sys::RawStmt;
+        // SAFETY: a parsed statement.
+        let stmt = unsafe { (*raw).stmt };
+        // SAFETY: reads the transaction block state.
+        let aborted = guard(|| unsafe { pg_sys::IsAbortedTransactionBlockState() })?;
+        if aborted && !is_transaction_exit(stmt) {
+            return Err(PgError::new(
+                SqlState::IN_FAILED_SQL_TRANSACTION,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            )
+            .into());
+        }
+        if implicit_block {
+            // SAFETY: wraps a multi-statement string in one transaction, as psql sees it.
+            guard(|| unsafe { pg_sys::BeginImplicitTransactionBlock() })?;
+        }
+        let mut completion = pg_sys::QueryCompletion {
+            commandTag: pg_sys::CommandTag_CMDTAG_UNKNOWN,
+            nprocessed: 0,
+        };
+        let qc = &mut completion as *mut pg_sys::QueryCompletion;
+        // SAFETY: runs one statement; `sql`, `raw` and `memory` live through the call; qc is
+        // ours.
+        guard(|| unsafe { run_one(raw, sql, qc, memory) })?;
+        let last = i + 1 == count;
+        if last && implicit_block {
+            // SAFETY: ends the implicit block so that the commit below commits.
+            guard(|| unsafe { pg_sys::EndImplicitTransactionBlock() })?;
+        }
+        if last || is_transaction_statement(stmt) {
+            // SAFETY: commits, or (inside an explicit block) just advances the block state.
+            guard(|| unsafe { pg_sys::CommitTransactionCommand() })?;
+            if !last {
+                // SAFETY: the next statement needs a transaction again.
+                guard(|| unsafe { pg_sys::StartTransactionCommand() })?;
+            }
+        } else {
+            // SAFETY: makes this statement's effects visible to the next.
+            guard(|| unsafe { pg_sys::CommandCounterIncrement() })?;
+        }
+        // SAFETY: sends the command tag ('C') for the completed statement.
+        guard(|| unsafe { pg_sys::EndCommand(qc, pg_sys::CommandDest_DestRemote, false) })?;
+    }
+    if count == 0 {
+        // SAFETY: an empty string: finish the transaction started above.
+        guard(|| unsafe { pg_sys::CommitTransactionCommand() })?;
+    }
+    Ok(())
+}
+
+/// Analyzes, plans and runs one statement through an unnamed portal whose output goes to
+/// the client (the redirected queue), in text format.
+///
+/// # Safety
+/// Called through `guard` inside a transaction, with a parsed statement and its source
+/// text; holds nothing that needs dropping (an ERROR leaves by `longjmp`).
+unsafe fn run_one(
+    raw: *mut pg_sys::RawStmt,
+    sql: *const c_char,
+    qc: *mut pg_sys::QueryCompletion,
+    memory: pg_sys::MemoryContext,
+) {
+    // SAFETY: the caller's promise; every call below may raise an ERROR, which `guard`
+    // catches above this frame.
+    unsafe {
+        pg_sys::CurrentMemoryContext = memory;
+        let tag = pg_sys::CreateCommandTag((*raw).stmt);
+        let snapshot = pg_sys::analyze_requires_snapshot(raw);
+        if snapshot {
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        }
+        #[cfg(pg14)]
+        let queries =
+            pg_sys::pg_analyze_and_rewrite(raw, sql, std::ptr::null_mut(), 0, std::ptr::null_mut());
+        #[cfg(not(pg14))]
+        let queries = pg_sys::pg_analyze_and_rewrite_fixedparams(
+            raw,
+            sql,
+            std::ptr::null(),
+            0,
+            std::ptr::null_mut(),
+        );
+        let plans = pg_sys::pg_plan_queries(
+            queries,
+            sql,
+            pg_sys::CURSOR_OPT_PARALLEL_OK as i32,
+            std::ptr::null_mut(),
+        );
+        if snapshot {
+            pg_sys::PopActiveSnapshot();
+        }
+        pg_sys::pgsys_check_for_interrupts();
+        let portal = pg_sys::CreatePortal(c"".as_ptr(), true, true);
+        (*portal).visible = false;
+        #[cfg(not(pg18))]
+        pg_sys::PortalDefineQuery(
+            portal,
+            std::ptr::null(),
+            sql,
+            tag,
+            plans,
+            std::ptr::null_mut(),
+        );
+        #[cfg(pg18)]
+        pg_sys::PortalDefineQuery(
+            portal,
+            std::ptr::null(),
+            sql,
+            tag,
+            plans,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        pg_sys::PortalStart(portal, std::ptr::null_mut(), 0, std::ptr::null_mut());
+        let mut text_format: i16 = 0;
+        pg_sys::PortalSetResultFormat(portal, 1, &mut text_format);
+        let receiver = pg_sys::CreateDestReceiver(pg_sys::CommandDest_DestRemote);
+        pg_sys::SetRemoteDestReceiverParams(receiver, portal);
+        #[cfg(not(pg18))]
+        pg_sys::PortalRun(portal, c_long::MAX, true, true, receiver, receiver, qc);
+        #[cfg(pg18)]
+        pg_sys::PortalRun(portal, c_long::MAX, true, receiver, receiver, qc);
+        if let Some(destroy) = (*receiver).rDestroy {
+            destroy(receiver);
+        }
+        pg_sys::PortalDrop(portal, false);
+    }
+}
+
+/// A `TransactionStmt` (`BEGIN`, `COMMIT`, `SAVEPOINT` ...)?
+fn is_transaction_statement(stmt: *mut pg_sys::Node) -> bool {
+    // SAFETY: every parse tree node starts with its tag.
+    !stmt.is_null() && unsafe { (*stmt).type_ } == pg_sys::NodeTag_T_TransactionStmt
+}
+
+/// A statement allowed in a failed transaction block: one that ends it.
+fn is_transaction_exit(stmt: *mut pg_sys::Node) -> bool {
+    if !is_transaction_statement(stmt) {
+        return false;
+    }
+    // SAFETY: checked to be a TransactionStmt.
+    let kind = unsafe { (*(stmt as *mut pg_sys::TransactionStmt)).kind };
+    matches!(
+        kind,
+        pg_sys::TransactionStmtKind_TRANS_STMT_COMMIT
+            | pg_sys::TransactionStmtKind_TRANS_STMT_PREPARE
+            | pg_sys::TransactionStmtKind_TRANS_STMT_ROLLBACK
+            | pg_sys::TransactionStmtKind_TRANS_STMT_ROLLBACK_TO
+    )
+}
+
+/// Sends `error` to the redirected output as an ErrorResponse ('E').
+fn send_error(error: &PgError) -> Result<()> {
+    let mut fields: Vec<(u8, &str)> = vec![
+        (b'S', "ERROR"),
+        (b'V', "ERROR"),
+        (b'C', error.sqlstate.as_str()),
+        (b'M', &error.message),
+    ];
+    for (code, value) in [
+        (b'D', &error.detail),
+        (b'H', &error.hint),
+        (b'W', &error.context),
+    ] {
+        if let Some(v) = value {
+            fields.push((code, v));
+        }
+    }
+    let mut body = Vec::new();
+    for (code, value) in fields {
+        body.push(code);
+        body.extend(value.bytes().filter(|&b| b != 0));
+        body.push(0);
+    }
+    body.push(0);
+    send_message(b'E', &body)
+}
+
+/// Sends one protocol message to the redirected output.
+fn send_message(kind: u8, body: &[u8]) -> Result<()> {
+    let (data, len) = (body.as_ptr() as *const c_char, body.len() as i32);
+    // SAFETY: builds a StringInfo in the current context and sends it; `body` outlives the
+    // call.
+    guard(|| unsafe {
+        let mut buf = std::mem::zeroed::<pg_sys::StringInfoData>();
+        pg_sys::pq_beginmessage(&mut buf, kind as c_char);
+        pg_sys::appendBinaryStringInfo(&mut buf, data, len);
+        pg_sys::pq_endmessage(&mut buf);
+    })?;
+    Ok(())
+}
+
+/// One protocol message from a worker's redirected output.
+///
+/// ```
+/// use bgworker::session::Reply;
+/// let ready = Reply::parse(b"ZI").unwrap();
+/// assert!(matches!(ready, Reply::Ready(b'I')));
+/// ```
+#[derive(Debug)]
+pub enum Reply<'a> {
+    /// RowDescription ('T'): the result's columns.
+    Columns(Vec<Column>),
+    /// DataRow ('D'): one row, in text format.
+    Row(Row<'a>),
+    /// CommandComplete ('C'): a statement's tag (`INSERT 0 1`).
+    Complete(&'a str),
+    /// NoticeResponse ('N'): a NOTICE, WARNING, INFO ...; the severity and the report.
+    Notice(String, PgError),
+    /// ErrorResponse ('E').
+    Error(PgError),
+    /// ReadyForQuery ('Z'): the string is done; `I` idle, `T` in a block, `E` in a failed one.
+    Ready(u8),
+    /// Any other message (for example NotificationResponse 'A'), with its type.
+    Other(u8, &'a [u8]),
+}
+
+/// A result column: its name and type.
+///
+/// ```
+/// # use bgworker::session::Column;
+/// fn describe(c: &Column) -> String { format!("{} {}", c.name, c.type_oid) }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    /// The column's name.
+    pub name: String,
+    /// Its type's OID.
+    pub type_oid: pg_sys::Oid,
+    /// Its type modifier.
+    pub typmod: i32,
+}
+
+/// A DataRow's values, borrowed from the message.
+///
+/// ```
+/// # use bgworker::session::Reply;
+/// // One column, "42".
+/// let Reply::Row(row) = Reply::parse(b"D\x00\x01\x00\x00\x00\x0242").unwrap() else { panic!() };
+/// assert_eq!(row.values().collect::<Vec<_>>(), vec![Some(&b"42"[..])]);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Row<'a> {
+    count: usize,
+    data: &'a [u8],
+}
+
+impl<'a> Row<'a> {
+    /// How many values the row has.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether it has none.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The values in text format; `None` is NULL.
+    pub fn values(&self) -> impl Iterator<Item = Option<&'a [u8]>> + 'a {
+        let mut rest = self.data;
+        (0..self.count).map(move |_| {
+            let len = i32::from_be_bytes(rest[..4].try_into().expect("checked by parse"));
+            rest = &rest[4..];
+            if len < 0 {
+                return None;
+            }
+            let (value, tail) = rest.split_at(len as usize);
+            rest = tail;
+            Some(value)
+        })
+    }
+}
+
+impl<'a> Reply<'a> {
+    /// Reads one message (type byte, then its body, as the queue carries them).
+    pub fn parse(message: &'a [u8]) -> Result<Reply<'a>> {
+        let (&kind, body) = message
+            .split_first()
+            .ok_or_else(|| protocol("an empty message"))?;
+        let mut r = Reader { data: body };
+        let reply = match kind {
+            b'T' => {
+                let n = r.i16()?;
+                let mut columns = Vec::with_capacity(n.max(0) as usize);
+                for _ in 0..n {
+                    let name = r.string()?.to_string();
+                    r.take(6)?; // table OID, column number
+                    let type_oid = r.i32()? as pg_sys::Oid;
+                    r.take(2)?; // type length
+                    let typmod = r.i32()?;
+                    r.take(2)?; // format
+                    columns.push(Column {
+                        name,
+                        type_oid,
+                        typmod,
+                    });
+                }
+                Reply::Columns(columns)
+            }
+            b'D' => {
+                let count = r.i16()?.max(0) as usize;
+                let data = r.data;
+                for _ in 0..count {
+                    let len = r.i32()?;
+                    if len > 0 {
+                        r.take(len as usize)?;
+                    }
+                }
+                Reply::Row(Row { count, data })
+            }
+            b'C' => Reply::Complete(r.string()?),
+            b'E' => Reply::Error(r.report()?.1),
+            b'N' => {
+                let (severity, report) = r.report()?;
+                Reply::Notice(severity, report)
+            }
+            b'Z' => Reply::Ready(*body.first().ok_or_else(|| protocol("ReadyForQuery"))?),
+            other => Reply::Other(other, body),
+        };
+        Ok(reply)
+    }
+}
+
+fn mismatch(got: usize, asked: usize) -> Error {
+    PgError::new(
+        SqlState::DATATYPE_MISMATCH,
+        format!("the result has {got} columns, the column definition list {asked}"),
+    )
+    .into()
+}
+
+/// The report level of a NOTICE-like severity name.
+fn level_of(severity: &str) -> crate::elog::Level {
+    use crate::elog::Level;
+    match severity {
+        "WARNING" => Level::Warning,
+        "INFO" => Level::Info,
+        "LOG" => Level::Log,
+        s if s.starts_with("DEBUG") => Level::Debug1,
+        _ => Level::Notice,
+    }
+}
+
+fn protocol(what: &str) -> Error {
+    PgError::new(
+        SqlState::PROTOCOL_VIOLATION,
+        format!("malformed message from a background session: {what}"),
+    )
+    .into()
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.data.len() < n {
+            return Err(protocol("truncated"));
+        }
+        let (head, tail) = self.data.split_at(n);
+        self.data = tail;
+        Ok(head)
+    }
+    fn i16(&mut self) -> Result<i16> {
+        Ok(i16::from_be_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
+    }
+    fn i32(&mut self) -> Result<i32> {
+        Ok(i32::from_be_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn string(&mut self) -> Result<&'a str> {
+        let end = self
+            .data
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or_else(|| protocol("unterminated string"))?;
+        let s = std::str::from_utf8(&self.data[..end]).map_err(|_| protocol("not UTF-8"))?;
+        self.data = &self.data[end + 1..];
+        Ok(s)
+    }
+    /// An ErrorResponse/NoticeResponse body: fields until a zero byte.
+    fn report(&mut self) -> Result<(String, PgError)> {
+        let mut severity = String::from("ERROR");
+        let mut error = PgError::new(SqlState::INTERNAL_ERROR, "");
+        loop {
+            let code = self.take(1)?[0];
+            if code == 0 {
+                break;
+            }
+            let value = self.string()?.to_string();
+            match code {
+                b'V' => severity = value,
+                b'C' => {
+                    if let Some(state) = SqlState::new(&value) {
+                        error.sqlstate = state;
+                    }
+                }
+                b'M' => error.message = value,
+                b'D' => error.detail = Some(value),
+                b'H' => error.hint = Some(value),
+                b'W' => error.context = Some(value),
+                _ => {}
+            }
+        }
+        Ok((severity, error))
+    }
+}

@@ -1,0 +1,268 @@
+//! Set-returning functions of `record`s (`RETURNS SETOF record`), in materialize mode: the
+//! rows go into a tuplestore (which spills to disk past `work_mem`) whose shape the caller
+//! chose with a column definition list, `SELECT * FROM f() AS (a int, b text)`.
+//!
+//! ```no_run
+//! use bgworker::srf::{RecordSet, SetOfRecord};
+//! bgworker::sql_function! {
+//!     /// Two rows of text values, typed as the caller asks.
+//!     fn two_rows() -> SetOfRecord {
+//!         let mut rows = RecordSet::for_current_call()?;
+//!         rows.push_text([Some(&b"1"[..]), Some(&b"one"[..])].into_iter())?;
+//!         rows.push_text([Some(&b"2"[..]), None].into_iter())?;
+//!         Ok(rows.finish())
+//!     }
+//! }
+//! // SELECT * FROM two_rows() AS (n int, name text);
+//! ```
+
+use std::cell::Cell;
+
+use crate::datum::ToSql;
+use crate::error::{Error, PgError, Result, SqlState};
+use crate::guard::guard;
+use crate::pg_sys::{self, Datum, Oid};
+
+thread_local! {
+    /// The call of the SQL function running now, set by `sql_function!`.
+    static CURRENT_CALL: Cell<pg_sys::FunctionCallInfo> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// Marks `fcinfo` as the current call until the returned guard is dropped.
+pub(crate) fn enter_call(fcinfo: pg_sys::FunctionCallInfo) -> CallScope {
+    CallScope(CURRENT_CALL.with(|c| c.replace(fcinfo)))
+}
+
+/// Restores the enclosing call (nested SQL functions, through SPI).
+pub(crate) struct CallScope(pg_sys::FunctionCallInfo);
+
+impl Drop for CallScope {
+    fn drop(&mut self) {
+        CURRENT_CALL.with(|c| c.set(self.0));
+    }
+}
+
+/// What a set-returning function's body returns: the rows are in the [`RecordSet`] it
+/// finished. Declared as `SETOF record`.
+///
+/// ```
+/// let t = <bgworker::srf::SetOfRecord as bgworker::sql::SignatureType>::SQL;
+/// assert_eq!(t.name(), "SETOF record");
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct SetOfRecord(());
+
+// SAFETY: a materialize-mode set-returning function's Datum is ignored; NULL it is.
+unsafe impl ToSql for SetOfRecord {
+    fn sql_type(&self) -> Oid {
+        pg_sys::RECORDOID
+    }
+    fn to_datum(&self) -> Result<Option<Datum>> {
+        Ok(None)
+    }
+}
+
+impl crate::sql::SignatureType for SetOfRecord {
+    const SQL: crate::sql::TypeSpelling = crate::sql::TypeSpelling::named("SETOF record");
+}
+
+/// How one result column is read from text: its type's input function.
+struct Input {
+    function: pg_sys::FmgrInfo,
+    ioparam: Oid,
+    typmod: i32,
+    type_oid: Oid,
+}
+
+/// The rows of the current set-returning call, shaped by the caller's column definition
+/// list. See the [module documentation](self).
+pub struct RecordSet {
+    desc: pg_sys::TupleDesc,
+    store: *mut pg_sys::Tuplestorestate,
+    inputs: Vec<Input>,
+    /// Reset after each row: what the input functions allocate.
+    row_memory: pg_sys::MemoryContext,
+    values: Vec<Datum>,
+    nulls: Vec<bool>,
+    text: Vec<u8>,
+}
+
+impl RecordSet {
+    /// Starts the result of the SQL function running now (inside `sql_function!`'s body),
+    /// which must have been called where a set of records is allowed (in `FROM`, with a
+    /// column definition list).
+    pub fn for_current_call() -> Result<RecordSet> {
+        let fcinfo = CURRENT_CALL.with(Cell::get);
+        if fcinfo.is_null() {
+            return Err(Error::WrongContext(
+                "RecordSet::for_current_call outside a SQL function".into(),
+            ));
+        }
+        // SAFETY: the running call's fcinfo; resultinfo is a node or NULL.
+        let rsinfo = unsafe { (*fcinfo).resultinfo } as *mut pg_sys::ReturnSetInfo;
+        // SAFETY: as above.
+        let usable = !rsinfo.is_null()
+            && unsafe { (*rsinfo).type_ } == pg_sys::NodeTag_T_ReturnSetInfo
+            && unsafe { (*rsinfo).allowedModes }
+                & pg_sys::SetFunctionReturnMode_SFRM_Materialize as i32
+                != 0;
+        if !usable {
+            return Err(PgError::new(
+                SqlState::FEATURE_NOT_SUPPORTED,
+                "set-valued function called in context that cannot accept a set",
+            )
+            .into());
+        }
+        let mut desc: pg_sys::TupleDesc = std::ptr::null_mut();
+        let out = &mut desc as *mut pg_sys::TupleDesc;
+        // SAFETY: resolves the caller's row type (a column definition list for `record`).
+        let kind =
+            guard(|| unsafe { pg_sys::get_call_result_type(fcinfo, std::ptr::null_mut(), out) })?;
+        if kind != pg_sys::TypeFuncClass_TYPEFUNC_COMPOSITE || desc.is_null() {
+            return Err(PgError::new(
+                SqlState::FEATURE_NOT_SUPPORTED,
+                "function returning record called in context that cannot accept type record",
+            )
+            .with_hint("Call it in FROM with a column definition list: AS (a int, b text).")
+            .into());
+        }
+        // SAFETY: econtext of a set-returning call; its per-query memory outlives the call.
+        let query_memory = unsafe { (*(*rsinfo).econtext).ecxt_per_query_memory };
+        // SAFETY: as above.
+        let random = unsafe { (*rsinfo).allowedModes }
+            & pg_sys::SetFunctionReturnMode_SFRM_Materialize_Random as i32
+            != 0;
+        // SAFETY: copies the descriptor and creates the tuplestore where they must outlive
+        // the call, and hands them to the executor.
+        let (desc, store) = guard(|| unsafe {
+            let old = std::mem::replace(
+                &mut *std::ptr::addr_of_mut!(pg_sys::CurrentMemoryContext),
+                query_memory,
+            );
+            let desc = pg_sys::CreateTupleDescCopy(desc);
+            let store = pg_sys::tuplestore_begin_heap(random, false, pg_sys::work_mem);
+            pg_sys::CurrentMemoryContext = old;
+            (*rsinfo).returnMode = pg_sys::SetFunctionReturnMode_SFRM_Materialize;
+            (*rsinfo).setResult = store;
+            (*rsinfo).setDesc = desc;
+            (desc, store)
+        })?;
+        // SAFETY: a valid descriptor.
+        let natts = unsafe { (*desc).natts }.max(0) as usize;
+        let mut inputs = Vec::with_capacity(natts);
+        for i in 0..natts {
+            // SAFETY: i < natts.
+            let attr = unsafe { pg_sys::pgsys_tupdesc_attr(desc, i as i32) };
+            // SAFETY: a valid attribute.
+            let (type_oid, typmod) = unsafe { ((*attr).atttypid, (*attr).atttypmod) };
+            let mut input = Input {
+                // SAFETY: a plain C struct, filled by fmgr_info_cxt below.
+                function: unsafe { std::mem::zeroed() },
+                ioparam: 0,
+                typmod,
+                type_oid,
+            };
+            let (mut func, ioparam) = (0 as Oid, &mut input.ioparam as *mut Oid);
+            let func_out = &mut func as *mut Oid;
+            // SAFETY: a catalog lookup of the column type's input function.
+            guard(|| unsafe { pg_sys::getTypeInputInfo(type_oid, func_out, ioparam) })?;
+            let finfo = &mut input.function as *mut pg_sys::FmgrInfo;
+            // SAFETY: fills `finfo`; its extra data lives in the query's memory.
+            guard(|| unsafe { pg_sys::fmgr_info_cxt(func, finfo, query_memory) })?;
+            inputs.push(input);
+        }
+        // SAFETY: a child of the query's memory (AllocSetContextCreate with the default
+        // sizes; the name is a static string, as PostgreSQL requires), reset per row.
+        let row_memory = guard(|| unsafe {
+            pg_sys::AllocSetContextCreateInternal(
+                query_memory,
+                c"bgworker record rows".as_ptr(),
+                0,
+                8 * 1024,
+                8 * 1024 * 1024,
+            )
+        })?;
+        Ok(RecordSet {
+            desc,
+            store,
+            inputs,
+            row_memory,
+            values: vec![0; natts],
+            nulls: vec![true; natts],
+            text: Vec::new(),
+        })
+    }
+
+    /// How many columns the caller asked for.
+    pub fn columns(&self) -> usize {
+        self.inputs.len()
+    }
+
+    /// The type of column `index` (from 0) the caller asked for.
+    pub fn column_type(&self, index: usize) -> Option<Oid> {
+        self.inputs.get(index).map(|i| i.type_oid)
+    }
+
+    /// Adds a row of values in text format (`None` for NULL), read with each column type's
+    /// input function (an ERROR for text the type does not accept).
+    pub fn push_text<'v>(&mut self, values: impl Iterator<Item = Option<&'v [u8]>>) -> Result<()> {
+        let memory = self.row_memory;
+        // SAFETY: resets what the previous row's input functions allocated (already copied
+        // into the tuplestore).
+        guard(|| unsafe { pg_sys::MemoryContextReset(memory) })?;
+        let mut given = 0;
+        for (i, value) in values.enumerate() {
+            given += 1;
+            let Some(input) = self.inputs.get(i) else {
+                continue;
+            };
+            let text = match value {
+                Some(bytes) => {
+                    self.text.clear();
+                    self.text.extend_from_slice(bytes);
+                    self.text.push(0);
+                    self.text.as_ptr() as *mut std::ffi::c_char
+                }
+                None => std::ptr::null_mut(),
+            };
+            let (finfo, ioparam, typmod) = (
+                &input.function as *const pg_sys::FmgrInfo as *mut pg_sys::FmgrInfo,
+                input.ioparam,
+                input.typmod,
+            );
+            // SAFETY: the column type's input function on a NUL-terminated string (or NULL,
+            // for domain checks), allocating in the row's memory.
+            let datum = guard(|| unsafe {
+                let old = std::mem::replace(
+                    &mut *std::ptr::addr_of_mut!(pg_sys::CurrentMemoryContext),
+                    memory,
+                );
+                let d = pg_sys::InputFunctionCall(finfo, text, ioparam, typmod);
+                pg_sys::CurrentMemoryContext = old;
+                d
+            })?;
+            self.values[i] = datum;
+            self.nulls[i] = value.is_none();
+        }
+        if given != self.inputs.len() {
+            return Err(PgError::new(
+                SqlState::DATATYPE_MISMATCH,
+                format!(
+                    "a row of {given} values does not match the {} columns asked for",
+                    self.inputs.len()
+                ),
+            )
+            .into());
+        }
+        let (store, desc) = (self.store, self.desc);
+        let (values, nulls) = (self.values.as_mut_ptr(), self.nulls.as_mut_ptr());
+        // SAFETY: one value and flag per column of `desc`; the tuplestore copies the row.
+        guard(|| unsafe { pg_sys::tuplestore_putvalues(store, desc, values, nulls) })?;
+        Ok(())
+    }
+
+    /// Ends the result: what the body returns.
+    pub fn finish(self) -> SetOfRecord {
+        SetOfRecord(())
+    }
+}

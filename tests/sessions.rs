@@ -1,0 +1,194 @@
+//! Issue 10's foundation: `bgworker::session`. A worker runs SQL strings for a backend in a
+//! session of its own; rows, command tags, NOTICEs and ERRORs come back through a message
+//! queue and become the calling function's own result.
+
+use std::time::Duration;
+
+use bgworker_tests::test_cluster;
+
+#[test]
+fn rows_tags_and_typed_columns_come_back() {
+    let cluster = test_cluster(&[]);
+    let mut client = cluster.connect();
+    let rows = client
+        .query(
+            "SELECT * FROM session_run('SELECT g, g || ''x'', NULL::text FROM generate_series(1, 3) g') \
+             AS (n int, label text, nothing text)",
+            &[],
+        )
+        .unwrap();
+    let got: Vec<(i32, String, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, "1x".to_string(), None),
+            (2, "2x".to_string(), None),
+            (3, "3x".to_string(), None)
+        ]
+    );
+
+    // No result set: the command tags, one per statement.
+    let tags: Vec<String> = client
+        .query(
+            "SELECT * FROM session_run('CREATE TABLE made_by_bg (x int); \
+             INSERT INTO made_by_bg VALUES (1), (2)') AS (tag text)",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(tags, vec!["CREATE TABLE", "INSERT 0 2"]);
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM made_by_bg", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2, "the worker's transaction committed");
+
+    // A utility command that cannot run inside a transaction block works alone.
+    let tag: String = client
+        .query_one(
+            "SELECT * FROM session_run('VACUUM made_by_bg') AS (tag text)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tag, "VACUUM");
+
+    // A column definition list of the wrong width is a clear error.
+    let e = client
+        .query("SELECT * FROM session_run('SELECT 1, 2') AS (a int)", &[])
+        .unwrap_err();
+    let db = e.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "42804", "{db:?}");
+    cluster.assert_no_crash();
+}
+
+#[test]
+fn errors_and_notices_arrive_as_the_callers_own() {
+    let cluster = test_cluster(&[]);
+    let mut client = cluster.connect();
+    let e = client
+        .query("SELECT * FROM session_run('SELECT 1/0') AS (x int)", &[])
+        .unwrap_err();
+    let db = e.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "22012");
+    assert_eq!(db.message(), "division by zero");
+    assert!(
+        db.where_()
+            .unwrap_or_default()
+            .contains("background session worker"),
+        "{db:?}"
+    );
+
+    // The failed string rolled back as a whole (an implicit transaction block).
+    client.batch_execute("CREATE TABLE kept (x int)").unwrap();
+    let e = client
+        .query(
+            "SELECT * FROM session_run('INSERT INTO kept VALUES (1); SELECT 1/0') AS (x int)",
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(e.as_db_error().unwrap().code().code(), "22012");
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM kept", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+
+    // NOTICEs are forwarded, with their text.
+    let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = notices.clone();
+    let mut config: postgres::Config = cluster.connection_string("postgres").parse().unwrap();
+    config.notice_callback(move |n| seen.lock().unwrap().push(n.message().to_string()));
+    let mut listening = config.connect(postgres::NoTls).unwrap();
+    listening
+        .query(
+            "SELECT * FROM session_run('DO $$ BEGIN RAISE NOTICE ''hello from the worker''; END $$') \
+             AS (tag text)",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        *notices.lock().unwrap(),
+        vec!["hello from the worker".to_string()]
+    );
+    cluster.assert_no_crash();
+}
+
+#[test]
+fn a_session_keeps_its_state_between_strings() {
+    let cluster = test_cluster(&[]);
+    let mut client = cluster.connect();
+    // A temporary table and a setting survive from one string to the next, and so does an
+    // open transaction block.
+    let row = client
+        .query_one(
+            "SELECT * FROM session_script(ARRAY[ \
+               'CREATE TEMP TABLE mine (x int)', \
+               'SET application_name = ''kept''', \
+               'BEGIN', \
+               'INSERT INTO mine VALUES (1), (2)', \
+               'SELECT count(*), current_setting(''application_name''), \
+                       now() = statement_timestamp() FROM mine']) \
+             AS (n bigint, app text, same_xact_start bool)",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 2);
+    assert_eq!(row.get::<_, String>(1), "kept");
+    assert!(
+        !row.get::<_, bool>(2),
+        "still in the transaction BEGIN opened"
+    );
+
+    // After an ERROR inside a block, only ROLLBACK is accepted, then the session goes on.
+    let tag: String = client
+        .query_one(
+            "SELECT * FROM session_script(ARRAY['BEGIN', 'SELECT 1/0', 'SELECT 1', 'ROLLBACK']) \
+             AS (tag text)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tag, "ROLLBACK");
+    let warnings = cluster.log();
+    assert!(
+        warnings.contains(
+            "current transaction is aborted, commands ignored until end of transaction block"
+        ),
+        "the statement after the error was refused"
+    );
+    cluster.assert_no_crash();
+}
+
+#[test]
+fn a_result_much_larger_than_the_queue_streams_through() {
+    let cluster = test_cluster(&[]);
+    let mut client = cluster.connect();
+    let row = client
+        .query_one(
+            "SELECT count(*), sum(n), max(length(pad)) FROM session_run( \
+               'SELECT g, repeat(''x'', 100) FROM generate_series(1, 200000) g') \
+             AS (n int, pad text)",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 200_000);
+    assert_eq!(row.get::<_, i64>(1), 200_000 * 200_001 / 2);
+    assert_eq!(row.get::<_, i32>(2), 100);
+    // The workers are gone once their callers are done with them.
+    assert!(cluster.poll(Duration::from_secs(20), || {
+        client
+            .query_one(
+                "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'test_session'",
+                &[],
+            )
+            .unwrap()
+            .get::<_, bool>(0)
+    }));
+    cluster.assert_no_crash();
+}
