@@ -45,6 +45,13 @@ use crate::worker::{Builder, Handle};
 /// leak the attached segment, `Box::leak(Box::new(segment))`).
 ///
 /// Only in a background worker: a regular backend's output belongs to its client.
+///
+/// ```no_run
+/// # fn f(handle: u32) -> bgworker::Result<()> {
+/// let segment = Box::leak(Box::new(bgworker::dsm::Segment::attach(handle)?));
+/// bgworker::session::redirect_output(segment, 65536)?;
+/// # Ok(()) }
+/// ```
 pub fn redirect_output(segment: &'static Segment, offset: usize) -> Result<()> {
     // SAFETY: a plain global of this process.
     if !unsafe { pg_sys::IsBackgroundWorker } {
@@ -67,6 +74,13 @@ pub fn redirect_output(segment: &'static Segment, offset: usize) -> Result<()> {
 ///
 /// An `Err` means the session itself is broken (the output could not be written): the
 /// worker should exit.
+///
+/// ```no_run
+/// if !bgworker::session::execute("BEGIN; UPDATE t SET x = x + 1; COMMIT")? {
+///     bgworker::log!("the client got an ERROR");
+/// }
+/// # Ok::<(), bgworker::Error>(())
+/// ```
 pub fn execute(sql: &str) -> Result<bool> {
     let text = CString::new(sql).map_err(|_| Error::Nul { field: "SQL text" })?;
     let sql_ptr = text.as_ptr();
@@ -311,10 +325,10 @@ fn run_statements(sql: *const c_char, memory: pg_sys::MemoryContext) -> Result<(
         pg_sys::CurrentMemoryContext = memory;
         pg_sys::pg_parse_query(sql)
     })?;
-    // SAFETY: a List or NIL.
     let count = if trees.is_null() {
         0
     } else {
+        // SAFETY: a List (NIL is handled above).
         unsafe { (*trees).length }
     } as usize;
     let implicit_block = count > 1;

@@ -75,7 +75,23 @@ struct Input {
 }
 
 /// The rows of the current set-returning call, shaped by the caller's column definition
-/// list. See the [module documentation](self).
+/// list.
+///
+/// ```no_run
+/// use bgworker::srf::{RecordSet, SetOfRecord};
+/// bgworker::sql_function! {
+///     /// `n` rows of as many columns as the caller asks for, each value `row.column`.
+///     fn grid(n: i32) -> SetOfRecord {
+///         let mut rows = RecordSet::for_current_call()?;
+///         for r in 0..n {
+///             let values: Vec<String> = (0..rows.columns()).map(|c| format!("{r}.{c}")).collect();
+///             rows.push_text(values.iter().map(|v| Some(v.as_bytes())))?;
+///         }
+///         Ok(rows.finish())
+///     }
+/// }
+/// # fn main() {}
+/// ```
 pub struct RecordSet {
     desc: pg_sys::TupleDesc,
     store: *mut pg_sys::Tuplestorestate,
