@@ -133,16 +133,19 @@ pub fn execute(sql: &str) -> Result<bool> {
 /// string that arrives, until the client detaches. Call it after `worker::connect`.
 ///
 /// ```no_run
-/// # struct Session;
-/// # impl bgworker::Worker for Session {
-/// #     const NAME: &'static str = "session";
-/// fn main(arg: i64) -> bgworker::Result<()> {
-///     bgworker::worker::connect(bgworker::worker::Connection::new(
-///         bgworker::worker::Database::Name("postgres"),
-///     ))?;
-///     bgworker::session::serve(arg)
+/// struct Session;
+/// impl bgworker::Worker for Session {
+///     const NAME: &'static str = "session";
+///     const DATABASE_CONNECTION: bool = true;
+///     fn main(arg: i64) -> bgworker::Result<()> {
+///         bgworker::worker::connect(bgworker::worker::Connection::new(
+///             bgworker::worker::Database::Name("postgres"),
+///         ))?;
+///         bgworker::session::serve(arg)
+///     }
 /// }
-/// # }
+/// bgworker::export_worker!(Session, "session_main");
+/// # fn main() {}
 /// ```
 pub fn serve(main_arg: i64) -> Result<()> {
     let (segment_handle, queue) = ((main_arg & 0xffff_ffff) as u32, (main_arg >> 32) as usize);
@@ -163,9 +166,14 @@ pub fn serve(main_arg: i64) -> Result<()> {
 ///
 /// ```no_run
 /// use bgworker::session::{Client, Reply};
+/// use bgworker::Worker;
 /// # struct Session;
-/// # impl bgworker::Worker for Session { const NAME: &'static str = "s"; fn main(_: i64) -> bgworker::Result<()> { Ok(()) } }
-/// # use bgworker::Worker;
+/// # impl Worker for Session {
+/// #     const NAME: &'static str = "s";
+/// #     fn main(arg: i64) -> bgworker::Result<()> { bgworker::session::serve(arg) }
+/// # }
+/// # bgworker::export_worker!(Session, "s_main");
+/// # fn main() -> bgworker::Result<()> {
 /// let mut client = Client::launch(Session::builder(), 65536)?;
 /// client.send("SELECT 42")?;
 /// while let Some(message) = client.receive()? {
@@ -173,7 +181,7 @@ pub fn serve(main_arg: i64) -> Result<()> {
 ///         break;
 ///     }
 /// }
-/// # Ok::<(), bgworker::Error>(())
+/// # Ok(()) }
 /// ```
 pub struct Client {
     // Dropped first: the queue ends borrow the segment and the handle below.

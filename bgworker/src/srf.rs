@@ -14,6 +14,7 @@
 //!     }
 //! }
 //! // SELECT * FROM two_rows() AS (n int, name text);
+//! # fn main() {}
 //! ```
 
 use std::cell::Cell;
