@@ -24,7 +24,7 @@ OTHER_MAJORS := 14 16 17 18
 CARGO ?= cargo
 CARGO_FLAGS ?= --release
 
-EXAMPLES := hello_world worker_spi alps
+EXAMPLES := hello_world worker_spi alps background
 PROFILE_DIR = $(or $(CARGO_TARGET_DIR),target)/release
 
 # The PGXS-style pieces (install without overwriting a mapped .so, install scripts from the
@@ -32,7 +32,7 @@ PROFILE_DIR = $(or $(CARGO_TARGET_DIR),target)/release
 include bgworker/pgxs.mk
 
 # The extensions' install scripts: library:extension:source-directory.
-SCRIPTS := worker_spi alps
+SCRIPTS := worker_spi alps background
 TEST_WORKERS_SO = $(PROFILE_DIR)/libbgworker_test_workers.so
 script_of = contrib/$(1)/$(1)--$(call bgw_version,contrib/$(1)/$(1).control).sql
 

@@ -103,6 +103,9 @@ pub fn execute(sql: &str) -> Result<bool> {
         )
     })?;
     let outcome = run_statements(sql_ptr, memory);
+    // SAFETY: stops the statement_timeout timer run_statements may have started (a no-op
+    // when it did not).
+    guard(|| unsafe { pg_sys::disable_timeout(pg_sys::TimeoutId_STATEMENT_TIMEOUT, false) })?;
     let ok = match outcome {
         Ok(()) => true,
         Err(e) => {
@@ -153,11 +156,72 @@ pub fn serve(main_arg: i64) -> Result<()> {
     let mut requests = segment.receiver(0, None)?;
     redirect_output(segment, queue)?;
     while let Some(message) = requests.receive()? {
-        let sql = String::from_utf8(message)
+        let (kind, body) = message.split_first().unwrap_or((&0, &[]));
+        let text = std::str::from_utf8(body)
             .map_err(|_| Error::msg("a background session request is not UTF-8"))?;
-        execute(&sql)?;
+        match kind {
+            b'Q' => {
+                execute(text)?;
+            }
+            b'S' => apply_settings(text)?,
+            _ => return Err(Error::msg("unknown background session request")),
+        }
     }
     Ok(())
+}
+
+/// The worker's side of [`Client::launch_as_caller`]: connects to the caller's database as
+/// the caller's session user, takes the caller's current role if it differs, then serves
+/// (the first request carries the caller's settings).
+///
+/// ```no_run
+/// struct Job;
+/// impl bgworker::Worker for Job {
+///     const NAME: &'static str = "job";
+///     const DATABASE_CONNECTION: bool = true;
+///     fn main(arg: i64) -> bgworker::Result<()> {
+///         bgworker::session::serve_as_caller(arg)
+///     }
+/// }
+/// bgworker::export_worker!(Job, "job_main");
+/// # fn main() {}
+/// ```
+pub fn serve_as_caller(main_arg: i64) -> Result<()> {
+    let extra = crate::worker::extra().unwrap_or_default();
+    let word = |i: usize| {
+        extra
+            .get(i..i + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .ok_or_else(|| Error::msg("a background session worker needs its caller in bgw_extra"))
+    };
+    let (database, session_user, current_user) = (word(0)?, word(4)?, word(8)?);
+    crate::worker::connect(
+        crate::worker::Connection::new(crate::worker::Database::Oid(database))
+            .role(crate::worker::Role::Oid(session_user)),
+    )?;
+    if current_user != session_user {
+        crate::xact::transaction(|spi| {
+            let name: String = spi.query_one("SELECT $1::regrole::text", &[&current_user])?;
+            spi.execute("SELECT pg_catalog.set_config('role', $1, false)", &[&name])?;
+            Ok(())
+        })?;
+    }
+    serve(main_arg)
+}
+
+/// Applies settings a [`Client`] captured: `name\0value\0` pairs. A setting the caller
+/// could make but this worker cannot is an ERROR: the job must not run otherwise set up.
+fn apply_settings(text: &str) -> Result<()> {
+    let parts: Vec<&str> = text.split('\0').collect();
+    crate::xact::transaction(|spi| {
+        for pair in parts.chunks_exact(2) {
+            spi.execute(
+                "SELECT pg_catalog.set_config($1, $2, false)",
+                &[&pair[0], &pair[1]],
+            )?;
+        }
+        Ok(())
+    })
 }
 
 /// The caller's end of a background session: a worker that runs the SQL strings
@@ -224,7 +288,35 @@ impl Client {
 
     /// Sends a SQL string to run; its replies end with [`Reply::Ready`].
     pub fn send(&mut self, sql: &str) -> Result<()> {
-        self.to_worker.send(sql.as_bytes())
+        self.request(b'Q', sql)
+    }
+
+    fn request(&mut self, kind: u8, body: &str) -> Result<()> {
+        let mut message = Vec::with_capacity(body.len() + 1);
+        message.push(kind);
+        message.extend_from_slice(body.as_bytes());
+        self.to_worker.send(&message)
+    }
+
+    /// Like [`Client::launch`], for a worker whose main calls [`serve_as_caller`]: it runs
+    /// as the calling backend's user, in its database, with its current role and the
+    /// settings this session changed (`search_path`, `TimeZone`, `DateStyle`,
+    /// `statement_timeout`, ...), so a job has no more privilege than its submitter and
+    /// sees what the submitter would. Call it from a SQL function.
+    pub fn launch_as_caller(builder: Builder, queue_size: usize) -> Result<Client> {
+        let settings = capture_settings()?;
+        // SAFETY: plain reads of this backend's identity.
+        let ids = unsafe {
+            [
+                pg_sys::MyDatabaseId,
+                pg_sys::GetSessionUserId(),
+                pg_sys::GetUserId(),
+            ]
+        };
+        let extra: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
+        let mut client = Client::launch(builder.extra(extra), queue_size)?;
+        client.request(b'S', &settings)?;
+        Ok(client)
     }
 
     /// The next reply message, waiting for it; `None` when the worker has gone.
@@ -311,6 +403,31 @@ impl Client {
     }
 }
 
+/// The settings this session set (`SET`, or the client's startup options), except those
+/// that carry identity or belong to one transaction: `name\0value\0...`.
+fn capture_settings() -> Result<String> {
+    let pairs: Vec<(String, String)> = crate::xact::within_current(|spi| {
+        spi.query(
+            "SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings \
+             WHERE source IN ('client', 'session') AND name NOT IN ('role', \
+             'session_authorization', 'client_encoding', 'is_superuser', \
+             'transaction_isolation', 'transaction_read_only', 'transaction_deferrable') \
+             ORDER BY name",
+            &[],
+        )
+    })?;
+    let mut text = String::new();
+    for (i, (name, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            text.push('\0');
+        }
+        text.push_str(name);
+        text.push('\0');
+        text.push_str(value);
+    }
+    Ok(text)
+}
+
 /// What PostgreSQL's main loop does after an ERROR: abort the transaction (or mark the
 /// transaction block failed), drop the portals, return to the top memory context.
 fn recover() -> Result<()> {
@@ -330,6 +447,13 @@ fn run_statements(sql: *const c_char, memory: pg_sys::MemoryContext) -> Result<(
     // then parses in `memory`; returns a List of RawStmt.
     let trees = guard(|| unsafe {
         pg_sys::StartTransactionCommand();
+        // statement_timeout covers the whole string, as for a client's simple query.
+        if pg_sys::StatementTimeout > 0 {
+            pg_sys::enable_timeout_after(
+                pg_sys::TimeoutId_STATEMENT_TIMEOUT,
+                pg_sys::StatementTimeout,
+            );
+        }
         pg_sys::CurrentMemoryContext = memory;
         pg_sys::pg_parse_query(sql)
     })?;
