@@ -31,7 +31,7 @@ impl Worker for Background {
     const DATABASE_CONNECTION: bool = true;
 
     fn main(arg: i64) -> Result<()> {
-        session::serve_as_caller(arg)
+        session::serve(arg)
     }
 }
 
@@ -65,7 +65,7 @@ bgworker::sql_function! {
             0 => DEFAULT_QUEUE_SIZE,
             n => n as usize,
         };
-        let mut client = Client::launch_as_caller(Background::builder(), size)?;
+        let mut client = Client::launch(Background::builder(), size)?;
         client.send(&sql)?;
         let pid = match client.worker().wait_for_startup()? {
             worker::Status::Started(pid) => pid,

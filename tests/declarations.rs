@@ -155,6 +155,15 @@ fn support_functions_are_not_public_and_refuse_misuse() {
         .unwrap()
         .get(0);
     assert!(usable, "the aggregate itself stays usable");
+    // Final functions take `&mut self`: PostgreSQL must not call one twice on a state.
+    let modify: String = client
+        .query_one(
+            "SELECT aggfinalmodify::text FROM pg_aggregate WHERE aggfnoid = 'rs_sum_squares'::regproc",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(modify, "w");
 
     // An aggregate declared by hand that mixes two aggregates' support functions gets an
     // error, not one state read as the other.

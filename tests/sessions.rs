@@ -192,3 +192,54 @@ fn a_result_much_larger_than_the_queue_streams_through() {
     }));
     cluster.assert_no_crash();
 }
+
+#[test]
+fn record_sets_refuse_bad_text_and_use_outside_their_call() {
+    let cluster = test_cluster(&[]);
+    let mut client = cluster.connect();
+    for (bytes, column) in [("\\xf4", "text"), ("\\x31320034", "int")] {
+        let e = client
+            .query(
+                &format!("SELECT * FROM push_raw('{bytes}'::bytea) AS (v {column})"),
+                &[],
+            )
+            .unwrap_err();
+        assert_eq!(
+            e.as_db_error().expect("a server error").code().code(),
+            "22021",
+            "{e}"
+        );
+    }
+    let n: i32 = client
+        .query_one("SELECT * FROM push_raw('\\x3132'::bytea) AS (v int)", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 12);
+
+    let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = notices.clone();
+    let mut config: postgres::Config = cluster.connection_string("postgres").parse().unwrap();
+    config.notice_callback(move |n| seen.lock().unwrap().push(n.message().to_string()));
+    let mut c = config.connect(postgres::NoTls).unwrap();
+    for phase in ["twice", "keep", "stash", "use"] {
+        c.query(
+            &format!("SELECT * FROM misuse_record_set('{phase}') AS (v text)"),
+            &[],
+        )
+        .unwrap();
+    }
+    let notices = notices.lock().unwrap().join("\n");
+    let line = |prefix: &str| {
+        notices
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("second: ").contains("started already"), "{notices}");
+    assert!(
+        line("stale: ").contains("only during the call that made it"),
+        "{notices}"
+    );
+    cluster.assert_no_crash();
+}

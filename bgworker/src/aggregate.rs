@@ -393,18 +393,26 @@ unsafe fn argument_types(fcinfo: FunctionCallInfo) -> Result<*const Oid> {
 /// A state as the aggregate's memory context keeps it: tagged with its Rust type, so that
 /// a support function handed another aggregate's state refuses it.
 struct Slot<S> {
-    tag: usize,
+    tag: std::any::TypeId,
     state: S,
 }
 
-/// An address unique to `S`: the tag of its slots.
-fn tag_of<S: 'static>() -> usize {
-    std::any::type_name::<S>().as_ptr() as usize ^ std::mem::size_of::<Slot<S>>()
+/// The tag of `S`'s slots.
+fn tag_of<S: 'static>() -> std::any::TypeId {
+    std::any::TypeId::of::<Slot<S>>()
 }
 
 extern "C" fn drop_slot<S: 'static>(arg: *mut c_void) {
     // SAFETY: registered once per slot with the Box's pointer; runs at the context's reset.
-    drop(unsafe { Box::from_raw(arg as *mut Slot<S>) });
+    let slot = unsafe { Box::from_raw(arg as *mut Slot<S>) };
+    // A panic must not unwind into the memory context code (it would abort the server),
+    // and an ERROR cannot be raised from a reset callback: a WARNING says what happened.
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(slot))).is_err() {
+        crate::elog::report(
+            crate::elog::Level::Warning,
+            "dropping an aggregate state panicked",
+        );
+    }
 }
 
 /// The aggregate's memory context, or an error outside an aggregate (a support function
@@ -476,6 +484,7 @@ pub mod support {
     /// # Safety
     /// `fcinfo` must be the call of the aggregate's transition function.
     pub unsafe fn step<S: Aggregate>(fcinfo: FunctionCallInfo) -> Result<Datum> {
+        let _no_result_set = crate::srf::enter_call(std::ptr::null_mut());
         // SAFETY: forwarded: the current call, with the state first.
         unsafe {
             let memory = memory(fcinfo)?;
@@ -512,6 +521,7 @@ pub mod support {
     /// # Safety
     /// `fcinfo` must be the call of the aggregate's combine function.
     pub unsafe fn combine<S: ParallelAggregate>(fcinfo: FunctionCallInfo) -> Result<Datum> {
+        let _no_result_set = crate::srf::enter_call(std::ptr::null_mut());
         // SAFETY: forwarded: the current call, two states.
         unsafe {
             let memory = memory(fcinfo)?;
@@ -538,6 +548,7 @@ pub mod support {
     /// # Safety
     /// `fcinfo` must be the call of the aggregate's serial function.
     pub unsafe fn serialize<S: ParallelAggregate>(fcinfo: FunctionCallInfo) -> Result<Datum> {
+        let _no_result_set = crate::srf::enter_call(std::ptr::null_mut());
         // SAFETY: forwarded: the current call, state first (never NULL: STRICT).
         unsafe {
             memory(fcinfo)?;
@@ -552,6 +563,7 @@ pub mod support {
     /// # Safety
     /// `fcinfo` must be the call of the aggregate's deserial function.
     pub unsafe fn deserialize<S: ParallelAggregate>(fcinfo: FunctionCallInfo) -> Result<Datum> {
+        let _no_result_set = crate::srf::enter_call(std::ptr::null_mut());
         // SAFETY: forwarded: the current call, bytea first (never NULL: STRICT).
         unsafe {
             let memory = memory(fcinfo)?;
@@ -659,7 +671,7 @@ macro_rules! __sql_aggregate_part {
     (declare step $name:ident $args:literal $options:ident, $state:ty) => {
         $crate::sql::Declaration::support(
             concat!(stringify!($name), "_step"),
-            $options,
+            $options.unnamed(),
             concat!("internal, ", $args),
             $crate::sql::TypeSpelling::named("internal"),
             false,
@@ -668,7 +680,7 @@ macro_rules! __sql_aggregate_part {
     (declare final $name:ident $args:literal $options:ident, $state:ty) => {
         $crate::sql::Declaration::support(
             concat!(stringify!($name), "_final"),
-            $options,
+            $options.unnamed(),
             "internal",
             <<$state as $crate::aggregate::Aggregate>::Output as $crate::sql::SignatureType>::SQL,
             true,
@@ -677,7 +689,7 @@ macro_rules! __sql_aggregate_part {
     (declare combine $name:ident $args:literal $options:ident, $state:ty) => {
         $crate::sql::Declaration::support(
             concat!(stringify!($name), "_combine"),
-            $options,
+            $options.unnamed(),
             "internal, internal",
             $crate::sql::TypeSpelling::named("internal"),
             false,
@@ -686,7 +698,7 @@ macro_rules! __sql_aggregate_part {
     (declare serialize $name:ident $args:literal $options:ident, $state:ty) => {
         $crate::sql::Declaration::support(
             concat!(stringify!($name), "_serialize"),
-            $options,
+            $options.unnamed(),
             "internal",
             $crate::sql::TypeSpelling::named("bytea"),
             true,
@@ -695,7 +707,7 @@ macro_rules! __sql_aggregate_part {
     (declare deserialize $name:ident $args:literal $options:ident, $state:ty) => {
         $crate::sql::Declaration::support(
             concat!(stringify!($name), "_deserialize"),
-            $options,
+            $options.unnamed(),
             "bytea, internal",
             $crate::sql::TypeSpelling::named("internal"),
             true,

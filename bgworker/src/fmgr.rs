@@ -171,7 +171,7 @@ impl Call {
         Call {
             fcinfo,
             next: 0,
-            _current: None,
+            _current: Some(crate::srf::enter_call(std::ptr::null_mut())),
         }
     }
 

@@ -3,13 +3,16 @@
 //!
 //! In the worker, [`redirect_output`] sends everything PostgreSQL would send a client
 //! (result rows, command tags, NOTICEs and WARNINGs, ERROR reports, ready-for-query) into a
-//! message queue, in the frontend/backend protocol's messages; [`execute`] then runs a SQL
+//! message queue, in the frontend/backend protocol's messages; [`Session::execute`] runs a SQL
 //! string the way the simple query protocol does: statement after statement, each planned and
 //! run through a portal, transaction blocks honoured across calls (`BEGIN` in one, `COMMIT`
 //! in a later one), utility commands such as `VACUUM` allowed when alone. An ERROR is
 //! reported to the queue and rolls back what it must, and the worker goes on serving.
 //!
-//! In the process that waits for the answers, [`Reply::parse`] reads each message.
+//! [`Client::launch`] and [`serve`] put the two sides together for the usual case: a worker
+//! that runs SQL for the backend that launched it, as that backend's user, in its database,
+//! with its settings. In the process that waits for the answers, [`Client::forward`] makes
+//! the replies its own result, or [`Reply::parse`] reads each message.
 //!
 //! ```no_run
 //! use bgworker::dsm::Segment;
@@ -17,8 +20,8 @@
 //! # fn worker(handle: u32) -> bgworker::Result<()> {
 //! // In the worker: answers go to the queue at offset 0 of the caller's segment.
 //! let segment: &'static Segment = Box::leak(Box::new(Segment::attach(handle)?));
-//! session::redirect_output(segment, 0)?;
-//! session::execute("SELECT 1 AS one; VACUUM")?;
+//! let mut session = session::redirect_output(segment, 0)?;
+//! session.execute("SELECT 1 AS one; VACUUM")?;
 //! # Ok(()) }
 //! # fn caller(reply: &[u8]) -> bgworker::Result<()> {
 //! // In the caller, for each message received:
@@ -31,7 +34,9 @@
 //! # Ok(()) }
 //! ```
 
+use std::cell::Cell;
 use std::ffi::{c_char, c_long, CString};
+use std::marker::PhantomData;
 
 use crate::dsm::{Receiver, Segment, Sender};
 use crate::error::{Error, PgError, Result, SqlState};
@@ -49,14 +54,19 @@ use crate::worker::{Builder, Handle};
 /// ```no_run
 /// # fn f(handle: u32) -> bgworker::Result<()> {
 /// let segment = Box::leak(Box::new(bgworker::dsm::Segment::attach(handle)?));
-/// bgworker::session::redirect_output(segment, 65536)?;
+/// let mut session = bgworker::session::redirect_output(segment, 65536)?;
 /// # Ok(()) }
 /// ```
-pub fn redirect_output(segment: &'static Segment, offset: usize) -> Result<()> {
+pub fn redirect_output(segment: &'static Segment, offset: usize) -> Result<Session> {
     // SAFETY: a plain global of this process.
-    if !unsafe { pg_sys::IsBackgroundWorker } {
+    if unsafe { pg_sys::MyBackendType } != pg_sys::BackendType_B_BG_WORKER {
         return Err(Error::WrongContext(
             "session::redirect_output is for background workers".into(),
+        ));
+    }
+    if REDIRECTED.with(|r| r.replace(true)) {
+        return Err(Error::WrongContext(
+            "session::redirect_output is called once per worker".into(),
         ));
     }
     let sender = segment.sender(offset, None)?;
@@ -65,24 +75,98 @@ pub fn redirect_output(segment: &'static Segment, offset: usize) -> Result<()> {
     // handle (not dropped below); from now on the protocol messages go to the queue.
     guard(|| unsafe { pg_sys::pq_redirect_to_shm_mq(seg, mq) })?;
     std::mem::forget(sender);
+    Ok(Session {
+        _not_send: PhantomData,
+    })
+}
+
+thread_local! {
+    /// Whether this worker's output goes to a queue already.
+    static REDIRECTED: Cell<bool> = const { Cell::new(false) };
+    /// Whether a string is being executed (a SQL function it calls must not start another).
+    static EXECUTING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A worker's client session whose output goes to a queue ([`redirect_output`]): what runs
+/// SQL strings as a client's simple queries.
+///
+/// ```no_run
+/// # fn f(session: &mut bgworker::session::Session) -> bgworker::Result<()> {
+/// session.execute("CREATE TEMP TABLE seen (x int)")?;
+/// session.execute("INSERT INTO seen VALUES (1)")?;
+/// # Ok(()) }
+/// ```
+pub struct Session {
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Session {
+    /// Runs `sql` as the simple query protocol does and sends the results, command tags,
+    /// notices and any ERROR to the redirected output, then ready-for-query. Returns whether
+    /// every statement succeeded (an ERROR has been sent and rolled back otherwise).
+    ///
+    /// Only between a client's strings: refused inside a transaction the worker runs
+    /// itself, a SQL function, a statement, or under an LWLock guard. An `Err` means that,
+    /// or that the session is broken (the output could not be written): the worker should
+    /// exit.
+    ///
+    /// ```no_run
+    /// # fn f(session: &mut bgworker::session::Session) -> bgworker::Result<()> {
+    /// if !session.execute("BEGIN; UPDATE t SET x = x + 1; COMMIT")? {
+    ///     bgworker::log!("the client got an ERROR");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn execute(&mut self, sql: &str) -> Result<bool> {
+        check_idle()?;
+        EXECUTING.with(|e| e.set(true));
+        let result = execute(sql);
+        EXECUTING.with(|e| e.set(false));
+        result
+    }
+}
+
+/// Refuses to run a string where the session is not idle at the top of its worker: inside
+/// a transaction someone else runs, a SQL function, a portal, or under an LWLock.
+fn check_idle() -> Result<()> {
+    let refuse = |why: &str| Err(Error::WrongContext(format!("Session::execute {why}")));
+    // SAFETY: plain reads of this process's globals.
+    let (cache, portal) = unsafe { (pg_sys::CacheMemoryContext, pg_sys::ActivePortal) };
+    if cache.is_null() {
+        return refuse("needs a worker connected to a database");
+    }
+    if EXECUTING.with(Cell::get) || !portal.is_null() || crate::srf::in_call() {
+        return refuse("cannot run inside a statement");
+    }
+    crate::shmem::check_no_lwlock_guard()?;
+    // SAFETY: reads the transaction state.
+    let (started, block) = guard(|| unsafe {
+        (
+            pg_sys::IsTransactionOrTransactionBlock(),
+            pg_sys::IsTransactionBlock(),
+        )
+    })?;
+    if started && !block {
+        return refuse("cannot run inside a transaction (only between a client's statements)");
+    }
     Ok(())
 }
 
-/// Runs `sql` as the simple query protocol does and sends the results, command tags,
-/// notices and any ERROR to the redirected output, then ready-for-query. Returns whether
-/// every statement succeeded (an ERROR has been sent and rolled back otherwise).
-///
-/// An `Err` means the session itself is broken (the output could not be written): the
-/// worker should exit.
-///
-/// ```no_run
-/// if !bgworker::session::execute("BEGIN; UPDATE t SET x = x + 1; COMMIT")? {
-///     bgworker::log!("the client got an ERROR");
-/// }
-/// # Ok::<(), bgworker::Error>(())
-/// ```
-pub fn execute(sql: &str) -> Result<bool> {
-    let text = CString::new(sql).map_err(|_| Error::Nul { field: "SQL text" })?;
+/// Runs `sql`: the body of [`Session::execute`].
+fn execute(sql: &str) -> Result<bool> {
+    // An ERROR another part of this worker caught and did not roll back: the string must
+    // not commit on top of it.
+    if let Some(pending) = crate::recovery::pending_error() {
+        recover()?;
+        return finish(Some(&pending));
+    }
+    let Ok(text) = CString::new(sql) else {
+        let nul = PgError::new(
+            SqlState::PROGRAM_LIMIT_EXCEEDED,
+            "a SQL string cannot contain a NUL byte",
+        );
+        return finish(Some(&nul));
+    };
     let sql_ptr = text.as_ptr();
     // SAFETY: reports this process's activity; the text is copied.
     guard(|| unsafe {
@@ -106,12 +190,11 @@ pub fn execute(sql: &str) -> Result<bool> {
     // SAFETY: stops the statement_timeout timer run_statements may have started (a no-op
     // when it did not).
     guard(|| unsafe { pg_sys::disable_timeout(pg_sys::TimeoutId_STATEMENT_TIMEOUT, false) })?;
-    let ok = match outcome {
-        Ok(()) => true,
+    let failure = match outcome {
+        Ok(()) => None,
         Err(e) => {
             recover()?;
-            send_error(&e.to_pg_error())?;
-            false
+            Some(e.to_pg_error())
         }
     };
     // SAFETY: nothing refers to the statement memory any more (portals are dropped, or
@@ -122,57 +205,32 @@ pub fn execute(sql: &str) -> Result<bool> {
         }
         pg_sys::MemoryContextDelete(memory);
     })?;
+    finish(failure.as_ref())
+}
+
+/// Ends a string: its ERROR if any, then ready-for-query; whether it succeeded.
+fn finish(failure: Option<&PgError>) -> Result<bool> {
+    if let Some(e) = failure {
+        send_error(e)?;
+    }
     // SAFETY: sends 'Z' with the transaction status to the redirected output.
     guard(|| unsafe { pg_sys::ReadyForQuery(pg_sys::CommandDest_DestRemote) })?;
     // SAFETY: as above.
     guard(|| unsafe {
-        pg_sys::pgstat_report_activity(pg_sys::BackendState_STATE_IDLE, std::ptr::null())
+        let state = if pg_sys::IsTransactionOrTransactionBlock() {
+            pg_sys::BackendState_STATE_IDLEINTRANSACTION
+        } else {
+            pg_sys::BackendState_STATE_IDLE
+        };
+        pg_sys::pgstat_report_activity(state, std::ptr::null())
     })?;
-    Ok(ok)
+    Ok(failure.is_none())
 }
 
-/// A worker's side of a session a [`Client`] started: attaches the segment that the
-/// worker's main argument names, sends its output to the reply queue, and runs each SQL
-/// string that arrives, until the client detaches. Call it after `worker::connect`.
-///
-/// ```no_run
-/// struct Session;
-/// impl bgworker::Worker for Session {
-///     const NAME: &'static str = "session";
-///     const DATABASE_CONNECTION: bool = true;
-///     fn main(arg: i64) -> bgworker::Result<()> {
-///         bgworker::worker::connect(bgworker::worker::Connection::new(
-///             bgworker::worker::Database::Name("postgres"),
-///         ))?;
-///         bgworker::session::serve(arg)
-///     }
-/// }
-/// bgworker::export_worker!(Session, "session_main");
-/// # fn main() {}
-/// ```
-pub fn serve(main_arg: i64) -> Result<()> {
-    let (segment_handle, queue) = ((main_arg & 0xffff_ffff) as u32, (main_arg >> 32) as usize);
-    let segment: &'static Segment = Box::leak(Box::new(Segment::attach(segment_handle)?));
-    let mut requests = segment.receiver(0, None)?;
-    redirect_output(segment, queue)?;
-    while let Some(message) = requests.receive()? {
-        let (kind, body) = message.split_first().unwrap_or((&0, &[]));
-        let text = std::str::from_utf8(body)
-            .map_err(|_| Error::msg("a background session request is not UTF-8"))?;
-        match kind {
-            b'Q' => {
-                execute(text)?;
-            }
-            b'S' => apply_settings(text)?,
-            _ => return Err(Error::msg("unknown background session request")),
-        }
-    }
-    Ok(())
-}
-
-/// The worker's side of [`Client::launch_as_caller`]: connects to the caller's database as
-/// the caller's session user, takes the caller's current role if it differs, then serves
-/// (the first request carries the caller's settings).
+/// A worker's side of a session a [`Client`] started: connects to the caller's database as
+/// the caller's session user (taking the caller's current role if it differs), attaches
+/// the segment the main argument names, sends its output to the reply queue, and runs each
+/// SQL string that arrives, with the caller's settings, until the client detaches.
 ///
 /// ```no_run
 /// struct Job;
@@ -180,13 +238,13 @@ pub fn serve(main_arg: i64) -> Result<()> {
 ///     const NAME: &'static str = "job";
 ///     const DATABASE_CONNECTION: bool = true;
 ///     fn main(arg: i64) -> bgworker::Result<()> {
-///         bgworker::session::serve_as_caller(arg)
+///         bgworker::session::serve(arg)
 ///     }
 /// }
 /// bgworker::export_worker!(Job, "job_main");
 /// # fn main() {}
 /// ```
-pub fn serve_as_caller(main_arg: i64) -> Result<()> {
+pub fn serve(main_arg: i64) -> Result<()> {
     let extra = crate::worker::extra().unwrap_or_default();
     let word = |i: usize| {
         extra
@@ -206,7 +264,39 @@ pub fn serve_as_caller(main_arg: i64) -> Result<()> {
             Ok(())
         })?;
     }
-    serve(main_arg)
+    let arg = main_arg as u64;
+    let (segment_handle, queue) = (arg as u32, (arg >> 32) as usize);
+    let segment: &'static Segment = Box::leak(Box::new(Segment::attach(segment_handle)?));
+    let mut requests = segment.receiver(0, None)?;
+    let mut session = redirect_output(segment, queue)?;
+    let mut settings: Option<String> = None;
+    while let Some(message) = requests.receive()? {
+        let (kind, body) = message.split_first().unwrap_or((&0, &[]));
+        let Ok(text) = std::str::from_utf8(body) else {
+            let bad = PgError::new(
+                SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+                "a background session request is not valid UTF-8",
+            );
+            finish(Some(&bad))?;
+            continue;
+        };
+        match kind {
+            b'S' => settings = Some(text.to_string()),
+            b'Q' => {
+                // The caller's settings, before its first string: a setting this worker
+                // cannot take is that string's ERROR, never a silently different setup.
+                if let Some(pending) = settings.take() {
+                    if let Err(e) = apply_settings(&pending) {
+                        finish(Some(&e.to_pg_error()))?;
+                        continue;
+                    }
+                }
+                session.execute(text)?;
+            }
+            _ => return Err(Error::msg("unknown background session request")),
+        }
+    }
+    Ok(())
 }
 
 /// Applies settings a [`Client`] captured: `name\0value\0` pairs. A setting the caller
@@ -253,12 +343,62 @@ pub struct Client {
     from_worker: Receiver<'static>,
     worker: Box<Handle>,
     _segment: Box<Segment>,
+    /// Set while [`Client::forward`] reads a string's replies; still set if it stopped
+    /// before the end, when the queue may hold replies of that string.
+    broken: bool,
 }
 
 impl Client {
-    /// Launches the worker `builder` describes (its main calls [`serve`]) with a new segment
-    /// of two queues of `queue_size` bytes each (requests, replies).
+    /// Sends a SQL string to run; its replies end with [`Reply::Ready`].
+    pub fn send(&mut self, sql: &str) -> Result<()> {
+        self.request(b'Q', sql)
+    }
+
+    fn request(&mut self, kind: u8, body: &str) -> Result<()> {
+        if self.broken {
+            return Err(Error::WrongContext(
+                "this background session stopped reading a result part-way: start another".into(),
+            ));
+        }
+        let mut message = Vec::with_capacity(body.len() + 1);
+        message.push(kind);
+        message.extend_from_slice(body.as_bytes());
+        self.to_worker.send(&message)
+    }
+
+    /// Launches the worker `builder` describes (its main calls [`serve`]) to run SQL for
+    /// this backend: as its session user (and current role), in its database, with the
+    /// settings this session changed (`search_path`, `TimeZone`, `DateStyle`,
+    /// `statement_timeout`, ...), so a job has no more privilege than its submitter and
+    /// sees what the submitter would. Each queue holds `queue_size` bytes. Call it from a
+    /// SQL function; refused inside a security-restricted operation.
     pub fn launch(builder: Builder, queue_size: usize) -> Result<Client> {
+        // SAFETY: reads this backend's security context.
+        if guard(|| unsafe { pg_sys::InSecurityRestrictedOperation() })? {
+            return Err(PgError::new(
+                SqlState::INSUFFICIENT_PRIVILEGE,
+                "cannot start a background session within a security-restricted operation",
+            )
+            .into());
+        }
+        let settings = capture_settings()?;
+        // SAFETY: plain reads of this backend's identity.
+        let ids = unsafe {
+            [
+                pg_sys::MyDatabaseId,
+                pg_sys::GetSessionUserId(),
+                pg_sys::GetUserId(),
+            ]
+        };
+        let extra: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
+        let mut client = Client::launch_with(builder.extra(extra), queue_size)?;
+        client.request(b'S', &settings)?;
+        Ok(client)
+    }
+
+    /// Creates the segment (two queues of `queue_size` bytes: requests, replies) and
+    /// launches the worker with it.
+    fn launch_with(builder: Builder, queue_size: usize) -> Result<Client> {
         let segment = Box::new(Segment::create(2 * queue_size)?);
         segment.create_queue(0, queue_size)?;
         segment.create_queue(queue_size, queue_size)?;
@@ -266,7 +406,7 @@ impl Client {
             return Err(Error::msg("a session queue is at most 4 GB"));
         }
         // The main argument carries the segment and the queue size.
-        let arg = ((queue_size as i64) << 32) | i64::from(segment.handle());
+        let arg = ((queue_size as u64) << 32 | u64::from(segment.handle())) as i64;
         let worker = Box::new(builder.main_arg(arg).launch()?);
         // SAFETY: both boxes live in the returned Client, which drops the queue ends (the
         // only borrowers) before them; boxing keeps their addresses stable when it moves.
@@ -283,40 +423,8 @@ impl Client {
             from_worker,
             worker,
             _segment: segment,
+            broken: false,
         })
-    }
-
-    /// Sends a SQL string to run; its replies end with [`Reply::Ready`].
-    pub fn send(&mut self, sql: &str) -> Result<()> {
-        self.request(b'Q', sql)
-    }
-
-    fn request(&mut self, kind: u8, body: &str) -> Result<()> {
-        let mut message = Vec::with_capacity(body.len() + 1);
-        message.push(kind);
-        message.extend_from_slice(body.as_bytes());
-        self.to_worker.send(&message)
-    }
-
-    /// Like [`Client::launch`], for a worker whose main calls [`serve_as_caller`]: it runs
-    /// as the calling backend's user, in its database, with its current role and the
-    /// settings this session changed (`search_path`, `TimeZone`, `DateStyle`,
-    /// `statement_timeout`, ...), so a job has no more privilege than its submitter and
-    /// sees what the submitter would. Call it from a SQL function.
-    pub fn launch_as_caller(builder: Builder, queue_size: usize) -> Result<Client> {
-        let settings = capture_settings()?;
-        // SAFETY: plain reads of this backend's identity.
-        let ids = unsafe {
-            [
-                pg_sys::MyDatabaseId,
-                pg_sys::GetSessionUserId(),
-                pg_sys::GetUserId(),
-            ]
-        };
-        let extra: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
-        let mut client = Client::launch(builder.extra(extra), queue_size)?;
-        client.request(b'S', &settings)?;
-        Ok(client)
     }
 
     /// The next reply message, waiting for it; `None` when the worker has gone.
@@ -333,6 +441,14 @@ impl Client {
     /// Every reply is read even after an ERROR, so that the session is ready for the next
     /// string.
     pub fn forward(&mut self, rows: &mut RecordSet) -> Result<()> {
+        if self.broken {
+            return self.request(b'Q', "");
+        }
+        self.broken = true;
+        self.forward_replies(rows)
+    }
+
+    fn forward_replies(&mut self, rows: &mut RecordSet) -> Result<()> {
         let pid = self.worker.pid().ok().flatten().unwrap_or(0);
         let mut failure: Option<Error> = None;
         let mut described = false;
@@ -374,7 +490,10 @@ impl Client {
                     });
                     failure = Some(report.into());
                 }
-                Reply::Ready(_) => break,
+                Reply::Ready(_) => {
+                    self.broken = false;
+                    break;
+                }
                 Reply::Other(..) => {}
             }
         }
@@ -435,8 +554,12 @@ fn recover() -> Result<()> {
     // machine turns an explicit block into "aborted, waiting for ROLLBACK".
     guard(|| unsafe {
         pg_sys::AbortCurrentTransaction();
+        pg_sys::PortalErrorCleanup();
         pg_sys::CurrentMemoryContext = pg_sys::TopMemoryContext;
     })?;
+    // Whatever was caught is rolled back now, even if the abort found the block already
+    // failed (and ran no callback).
+    crate::recovery::rolled_back(1);
     Ok(())
 }
 
@@ -560,23 +683,12 @@ unsafe fn run_one(
         pg_sys::pgsys_check_for_interrupts();
         let portal = pg_sys::CreatePortal(c"".as_ptr(), true, true);
         (*portal).visible = false;
-        #[cfg(not(pg18))]
         pg_sys::PortalDefineQuery(
             portal,
             std::ptr::null(),
             sql,
             tag,
             plans,
-            std::ptr::null_mut(),
-        );
-        #[cfg(pg18)]
-        pg_sys::PortalDefineQuery(
-            portal,
-            std::ptr::null(),
-            sql,
-            tag,
-            plans,
-            std::ptr::null_mut(),
             std::ptr::null_mut(),
         );
         pg_sys::PortalStart(portal, std::ptr::null_mut(), 0, std::ptr::null_mut());
@@ -646,7 +758,7 @@ fn send_error(error: &PgError) -> Result<()> {
 
 /// Sends one protocol message to the redirected output.
 fn send_message(kind: u8, body: &[u8]) -> Result<()> {
-    let (data, len) = (body.as_ptr() as *const c_char, body.len() as i32);
+    let (data, len) = (body.as_ptr().cast(), body.len() as i32);
     // SAFETY: builds a StringInfo in the current context and sends it; `body` outlives the
     // call.
     guard(|| unsafe {

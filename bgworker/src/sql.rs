@@ -187,6 +187,13 @@ impl Options {
             ..self
         }
     }
+    /// The same options without a SQL name (an aggregate's support functions are named
+    /// after their C symbols, whatever the aggregate is called).
+    #[doc(hidden)]
+    pub const fn unnamed(self) -> Options {
+        Options { name: None, ..self }
+    }
+
     /// Whether the declaration goes into the install script.
     pub const fn in_script(&self) -> bool {
         self.in_script
@@ -453,6 +460,9 @@ impl Declaration {
                 self.in_schema(&mut w, transition);
                 w.push(", STYPE = internal, FINALFUNC = ");
                 self.in_schema(&mut w, finish);
+                // `finish(&mut self)` may change the state: PostgreSQL must not call it
+                // again on the same state (a moving window frame).
+                w.push(", FINALFUNC_MODIFY = READ_WRITE");
                 if let Some((combine, serial, deserial)) = parallel {
                     w.push(", COMBINEFUNC = ");
                     self.in_schema(&mut w, combine);

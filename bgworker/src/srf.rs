@@ -24,18 +24,50 @@ use crate::error::{Error, PgError, Result, SqlState};
 use crate::guard::guard;
 use crate::pg_sys::{self, Datum, Oid};
 
-thread_local! {
-    /// The call of the SQL function running now, set by `sql_function!`.
-    static CURRENT_CALL: Cell<pg_sys::FunctionCallInfo> = const { Cell::new(std::ptr::null_mut()) };
+/// A SQL function call in progress: its fcinfo, a number no other call had, and whether a
+/// [`RecordSet`] was started for it.
+#[derive(Clone, Copy)]
+struct Current {
+    fcinfo: pg_sys::FunctionCallInfo,
+    generation: u64,
+    result_started: bool,
 }
 
-/// Marks `fcinfo` as the current call until the returned guard is dropped.
+const NO_CALL: Current = Current {
+    fcinfo: std::ptr::null_mut(),
+    generation: 0,
+    result_started: false,
+};
+
+thread_local! {
+    /// The call of the SQL function running now, set by `sql_function!` (NULL inside an
+    /// aggregate's support functions: they have no result set to give).
+    static CURRENT_CALL: Cell<Current> = const { Cell::new(NO_CALL) };
+    static GENERATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Marks `fcinfo` (or no call, for NULL) as the current call until the returned guard is
+/// dropped.
 pub(crate) fn enter_call(fcinfo: pg_sys::FunctionCallInfo) -> CallScope {
-    CallScope(CURRENT_CALL.with(|c| c.replace(fcinfo)))
+    let generation = GENERATIONS.with(|g| {
+        g.set(g.get() + 1);
+        g.get()
+    });
+    let current = Current {
+        fcinfo,
+        generation,
+        result_started: false,
+    };
+    CallScope(CURRENT_CALL.with(|c| c.replace(current)))
+}
+
+/// Whether a SQL function's body is running.
+pub(crate) fn in_call() -> bool {
+    !CURRENT_CALL.with(Cell::get).fcinfo.is_null()
 }
 
 /// Restores the enclosing call (nested SQL functions, through SPI).
-pub(crate) struct CallScope(pg_sys::FunctionCallInfo);
+pub(crate) struct CallScope(Current);
 
 impl Drop for CallScope {
     fn drop(&mut self) {
@@ -67,6 +99,33 @@ impl crate::sql::SignatureType for SetOfRecord {
     const SQL: crate::sql::TypeSpelling = crate::sql::TypeSpelling::named("SETOF record");
 }
 
+/// Refuses text a type input function must not see: a NUL byte (it would end the text
+/// early) or bytes that are not valid in the database encoding.
+fn check_text(bytes: &[u8]) -> Result<()> {
+    let bad = |what: &str| -> Result<()> {
+        Err(PgError::new(
+            SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+            format!("a value {what}"),
+        )
+        .into())
+    };
+    if bytes.contains(&0) {
+        return bad("contains a NUL byte");
+    }
+    let (ptr, len) = (
+        bytes.as_ptr() as *const std::ffi::c_char,
+        bytes.len() as i32,
+    );
+    // SAFETY: checks `len` bytes against the database encoding; noError: returns false.
+    let valid = guard(|| unsafe {
+        pg_sys::pg_verify_mbstr(pg_sys::GetDatabaseEncoding(), ptr, len, true)
+    })?;
+    if !valid {
+        return bad("is not valid in the database encoding");
+    }
+    Ok(())
+}
+
 /// How one result column is read from text: its type's input function.
 struct Input {
     function: pg_sys::FmgrInfo,
@@ -94,6 +153,8 @@ struct Input {
 /// # fn main() {}
 /// ```
 pub struct RecordSet {
+    /// The call it belongs to: everything below is freed by the executor after it.
+    generation: u64,
     desc: pg_sys::TupleDesc,
     store: *mut pg_sys::Tuplestorestate,
     inputs: Vec<Input>,
@@ -109,10 +170,16 @@ impl RecordSet {
     /// which must have been called where a set of records is allowed (in `FROM`, with a
     /// column definition list).
     pub fn for_current_call() -> Result<RecordSet> {
-        let fcinfo = CURRENT_CALL.with(Cell::get);
+        let current = CURRENT_CALL.with(Cell::get);
+        let fcinfo = current.fcinfo;
         if fcinfo.is_null() {
             return Err(Error::WrongContext(
                 "RecordSet::for_current_call outside a SQL function".into(),
+            ));
+        }
+        if current.result_started {
+            return Err(Error::WrongContext(
+                "RecordSet::for_current_call: this call's result set is started already".into(),
             ));
         }
         // SAFETY: the running call's fcinfo; resultinfo is a node or NULL.
@@ -143,8 +210,15 @@ impl RecordSet {
             .with_hint("Call it in FROM with a column definition list: AS (a int, b text).")
             .into());
         }
+        // SAFETY: a ReturnSetInfo (checked above).
+        let econtext = unsafe { (*rsinfo).econtext };
+        if econtext.is_null() {
+            return Err(Error::WrongContext(
+                "a set-returning call without an executor context".into(),
+            ));
+        }
         // SAFETY: econtext of a set-returning call; its per-query memory outlives the call.
-        let query_memory = unsafe { (*(*rsinfo).econtext).ecxt_per_query_memory };
+        let query_memory = unsafe { (*econtext).ecxt_per_query_memory };
         // SAFETY: as above.
         let random = unsafe { (*rsinfo).allowedModes }
             & pg_sys::SetFunctionReturnMode_SFRM_Materialize_Random as i32
@@ -199,7 +273,14 @@ impl RecordSet {
                 8 * 1024 * 1024,
             )
         })?;
+        CURRENT_CALL.with(|c| {
+            c.set(Current {
+                result_started: true,
+                ..current
+            })
+        });
         Ok(RecordSet {
+            generation: current.generation,
             desc,
             store,
             inputs,
@@ -223,6 +304,7 @@ impl RecordSet {
     /// Adds a row of values in text format (`None` for NULL), read with each column type's
     /// input function (an ERROR for text the type does not accept).
     pub fn push_text<'v>(&mut self, values: impl Iterator<Item = Option<&'v [u8]>>) -> Result<()> {
+        self.check_call()?;
         let memory = self.row_memory;
         // SAFETY: resets what the previous row's input functions allocated (already copied
         // into the tuplestore).
@@ -235,6 +317,7 @@ impl RecordSet {
             };
             let text = match value {
                 Some(bytes) => {
+                    check_text(bytes)?;
                     self.text.clear();
                     self.text.extend_from_slice(bytes);
                     self.text.push(0);
@@ -275,6 +358,18 @@ impl RecordSet {
         let (values, nulls) = (self.values.as_mut_ptr(), self.nulls.as_mut_ptr());
         // SAFETY: one value and flag per column of `desc`; the tuplestore copies the row.
         guard(|| unsafe { pg_sys::tuplestore_putvalues(store, desc, values, nulls) })?;
+        Ok(())
+    }
+
+    /// Refuses use outside the call it was made for: the executor frees its descriptor,
+    /// tuplestore and memory after that call.
+    fn check_call(&self) -> Result<()> {
+        let current = CURRENT_CALL.with(Cell::get);
+        if current.fcinfo.is_null() || current.generation != self.generation {
+            return Err(Error::WrongContext(
+                "a RecordSet is used only during the call that made it".into(),
+            ));
+        }
         Ok(())
     }
 

@@ -31,10 +31,12 @@ CREATE FUNCTION "launch_and_stop"() RETURNS text AS 'MODULE_PATHNAME', 'launch_a
 CREATE FUNCTION "launch_error"("kind" text) RETURNS text AS 'MODULE_PATHNAME', 'launch_error' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "launch"("kind" text, "extra" text DEFAULT NULL) RETURNS integer AS 'MODULE_PATHNAME', 'launch' LANGUAGE c VOLATILE PARALLEL UNSAFE;
 CREATE FUNCTION "lock_released_under_guard"("what" text) RETURNS text AS 'MODULE_PATHNAME', 'lock_released_under_guard' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
+CREATE FUNCTION "misuse_record_set"("phase" text) RETURNS SETOF record AS 'MODULE_PATHNAME', 'misuse_record_set' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "mq_echo"("message" text) RETURNS text AS 'MODULE_PATHNAME', 'mq_echo' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "own_writes"() RETURNS text AS 'MODULE_PATHNAME', 'own_writes' LANGUAGE c VOLATILE PARALLEL UNSAFE;
 CREATE FUNCTION "panic_with"("message" text) RETURNS void AS 'MODULE_PATHNAME', 'panic_with' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "param_void"() RETURNS text AS 'MODULE_PATHNAME', 'param_void' LANGUAGE c VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION "push_raw"("value" bytea) RETURNS SETOF record AS 'MODULE_PATHNAME', 'push_raw' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "queue_outlives_spi"("message" text) RETURNS text AS 'MODULE_PATHNAME', 'queue_outlives_spi' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "quote_ident_rs"("ident" text) RETURNS text AS 'MODULE_PATHNAME', 'quote_ident_rs' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "quote_literal_rs"("value" text) RETURNS text AS 'MODULE_PATHNAME', 'quote_literal_rs' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
@@ -72,10 +74,13 @@ CREATE FUNCTION "swallow_spi_error"() RETURNS text AS 'MODULE_PATHNAME', 'swallo
 CREATE FUNCTION "try_statement"("sql" text) RETURNS text AS 'MODULE_PATHNAME', 'try_statement' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "wait_my_latch"("millis" bigint) RETURNS text AS 'MODULE_PATHNAME', 'wait_my_latch' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "wake_remembered"() RETURNS boolean AS 'MODULE_PATHNAME', 'wake_remembered' LANGUAGE c VOLATILE PARALLEL UNSAFE;
-CREATE AGGREGATE "rs_longest"(text) (SFUNC = "rs_longest_step", STYPE = internal, FINALFUNC = "rs_longest_final", PARALLEL = UNSAFE);
-CREATE AGGREGATE "rs_sum_squares"(double precision) (SFUNC = "rs_sum_squares_step", STYPE = internal, FINALFUNC = "rs_sum_squares_final", COMBINEFUNC = "rs_sum_squares_combine", SERIALFUNC = "rs_sum_squares_serialize", DESERIALFUNC = "rs_sum_squares_deserialize", PARALLEL = SAFE);
+CREATE AGGREGATE "rs_longest"(text) (SFUNC = "rs_longest_step", STYPE = internal, FINALFUNC = "rs_longest_final", FINALFUNC_MODIFY = READ_WRITE, PARALLEL = UNSAFE);
+CREATE AGGREGATE "rs_sum_squares"(double precision) (SFUNC = "rs_sum_squares_step", STYPE = internal, FINALFUNC = "rs_sum_squares_final", FINALFUNC_MODIFY = READ_WRITE, COMBINEFUNC = "rs_sum_squares_combine", SERIALFUNC = "rs_sum_squares_serialize", DESERIALFUNC = "rs_sum_squares_deserialize", PARALLEL = SAFE);
 
 -- Declarations that do not match the Rust function, on purpose: the result type check
 -- (tests/soundness/return_type.rs) must refuse them.
 CREATE FUNCTION int8_as_text() RETURNS text AS 'MODULE_PATHNAME', 'int8_result' LANGUAGE C;
 CREATE FUNCTION int8_as_void() RETURNS void AS 'MODULE_PATHNAME', 'int8_result' LANGUAGE C;
+
+-- Background sessions run SQL as their caller; still, not for everyone.
+REVOKE ALL ON FUNCTION session_run(text), session_script(text[]) FROM PUBLIC;

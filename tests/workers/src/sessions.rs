@@ -2,10 +2,11 @@
 //! functions that hand it work and return its results as their own.
 
 use bgworker::prelude::*;
+
 use bgworker::session::{self, Client, Reply};
 use bgworker::srf::{RecordSet, SetOfRecord};
 
-/// Serves the session whose segment its main argument names.
+/// Serves the session of the backend that launched it, as that backend's user.
 pub struct SessionWorker;
 
 impl Worker for SessionWorker {
@@ -14,10 +15,6 @@ impl Worker for SessionWorker {
     const DATABASE_CONNECTION: bool = true;
 
     fn main(arg: i64) -> Result<()> {
-        let database = crate::DATABASE
-            .get()
-            .unwrap_or_else(|| "postgres".to_string());
-        worker::connect(worker::Connection::new(worker::Database::Name(&database)))?;
         session::serve(arg)
     }
 }
@@ -58,5 +55,51 @@ bgworker::sql_function! {
         client.send(last)?;
         client.forward(&mut rows)?;
         Ok(rows.finish())
+    }
+}
+
+thread_local! {
+    static FINISHED: std::cell::Cell<Option<SetOfRecord>> = const { std::cell::Cell::new(None) };
+    static STASHED: std::cell::RefCell<Option<RecordSet>> = const { std::cell::RefCell::new(None) };
+}
+
+bgworker::sql_function! {
+    /// One row holding `value` as text, whatever its bytes.
+    fn push_raw(value: Vec<u8>) -> SetOfRecord {
+        let mut rows = RecordSet::for_current_call()?;
+        rows.push_text(std::iter::once(Some(&value[..])))?;
+        Ok(rows.finish())
+    }
+}
+
+bgworker::sql_function! {
+    /// Misuses record sets the way safe code can: a second one in one call, or one kept
+    /// past its call (`keep`) and used in a later one (`use`). Says what was refused.
+    fn misuse_record_set(phase: String) -> SetOfRecord {
+        let rows = RecordSet::for_current_call()?;
+        match phase.as_str() {
+            "twice" => {
+                let second = RecordSet::for_current_call().err().map(|e| e.to_string());
+                notice!("second: {}", second.unwrap_or_else(|| "allowed".into()));
+                Ok(rows.finish())
+            }
+            "keep" => {
+                let finished = rows.finish();
+                FINISHED.with(|f| f.set(Some(finished)));
+                let again = RecordSet::for_current_call().err().map(|e| e.to_string());
+                notice!("kept: {}", again.unwrap_or_default());
+                Ok(finished)
+            }
+            "stash" => {
+                STASHED.with(|s| *s.borrow_mut() = Some(rows));
+                Ok(FINISHED.with(|f| f.get()).expect("keep ran first"))
+            }
+            _ => {
+                let mut stashed = STASHED.with(|s| s.borrow_mut().take()).expect("stash ran first");
+                let used = stashed.push_text(std::iter::once(Some(&b"x"[..])));
+                notice!("stale: {}", used.err().map(|e| e.to_string()).unwrap_or_else(|| "allowed".into()));
+                Ok(rows.finish())
+            }
+        }
     }
 }
