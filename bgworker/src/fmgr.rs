@@ -63,7 +63,7 @@ macro_rules! sql_function {
 #[macro_export]
 macro_rules! __sql_function {
     ([$($kept:tt)*] [$($opts:tt)*] #[sql($($o:tt)*)] $($rest:tt)*) => {
-        $crate::__sql_function! { [$($kept)*] [$($o)*] $($rest)* }
+        $crate::__sql_function! { [$($kept)*] [$($opts)* , $($o)*] $($rest)* }
     };
     ([$($kept:tt)*] [$($opts:tt)*] #[$($a:tt)*] $($rest:tt)*) => {
         $crate::__sql_function! { [$($kept)* #[$($a)*]] [$($opts)*] $($rest)* }

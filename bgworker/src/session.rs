@@ -211,8 +211,18 @@ fn execute(sql: &str) -> Result<bool> {
 /// Ends a string: its ERROR if any, then ready-for-query; whether it succeeded.
 fn finish(failure: Option<&PgError>) -> Result<bool> {
     if let Some(e) = failure {
+        // The worker's own log says what failed, as a backend's would.
+        crate::elog::report_error(crate::elog::Level::LogServerOnly, e);
         send_error(e)?;
     }
+    // SAFETY: flushes this session's statistics while idle, as a backend does between
+    // queries; NOTIFYs of a committed transaction go out (14 does it here, later majors
+    // at commit).
+    guard(|| unsafe {
+        pg_sys::pgstat_report_stat(false);
+        #[cfg(pg14)]
+        pg_sys::ProcessCompletedNotifies();
+    })?;
     // SAFETY: sends 'Z' with the transaction status to the redirected output.
     guard(|| unsafe { pg_sys::ReadyForQuery(pg_sys::CommandDest_DestRemote) })?;
     // SAFETY: as above.

@@ -380,9 +380,33 @@ impl Declaration {
         if !self.options.in_script {
             return out;
         }
+        self.check();
         let written = self.render(&mut out, Style::RECORD);
         assert!(written == N, "record length mismatch");
         out
+    }
+
+    /// Fails the build on text the install script's line-based extraction cannot carry (a
+    /// newline or NUL anywhere, `|` in the name) or on a name PostgreSQL would truncate.
+    const fn check(&self) {
+        check_text(self.symbol, true);
+        check_text(self.sql_name(), true);
+        if let Some(schema) = self.options.schema {
+            check_text(schema, true);
+        }
+        match self.kind {
+            Kind::Function { args, .. } => {
+                let mut i = 0;
+                while i < args.len() {
+                    check_text(args[i].name, true);
+                    if let Some(default) = args[i].default {
+                        check_text(default, false);
+                    }
+                    i += 1;
+                }
+            }
+            Kind::Support { args, .. } | Kind::Aggregate { args, .. } => check_text(args, false),
+        }
     }
 
     /// Writes the statement into `out` as far as it fits; returns its full length.
@@ -403,11 +427,7 @@ impl Declaration {
             _ if style.or_replace => w.push("CREATE OR REPLACE FUNCTION "),
             _ => w.push("CREATE FUNCTION "),
         }
-        if let Some(schema) = self.options.schema {
-            w.push(schema);
-            w.push(".");
-        }
-        w.quoted(self.sql_name());
+        self.in_schema(&mut w, self.sql_name());
         match self.kind {
             Kind::Function { args, returns } => {
                 w.push("(");
@@ -485,7 +505,12 @@ impl Declaration {
     /// A name in the declaration's schema.
     const fn in_schema(&self, w: &mut Writer, name: &str) {
         if let Some(schema) = self.options.schema {
-            w.push(schema);
+            // `@extschema@` is replaced by CREATE EXTENSION; any other schema is a name.
+            if str_eq(schema, "@extschema@") {
+                w.push(schema);
+            } else {
+                w.quoted(schema);
+            }
             w.push(".");
         }
         w.quoted(name);
@@ -571,8 +596,29 @@ impl Writer<'_> {
         self.enclosed(s, b'"')
     }
 
+    /// A string literal; `E'...'` with doubled backslashes when it has any, so that it
+    /// reads the same whatever `standard_conforming_strings` says.
     const fn literal(&mut self, s: &str) {
-        self.enclosed(s, b'\'')
+        let bytes = s.as_bytes();
+        let mut backslash = false;
+        let mut i = 0;
+        while i < bytes.len() {
+            backslash = backslash || bytes[i] == b'\\';
+            i += 1;
+        }
+        if !backslash {
+            return self.enclosed(s, b'\'');
+        }
+        self.push("E'");
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'\'' || bytes[i] == b'\\' {
+                self.byte(bytes[i]);
+            }
+            self.byte(bytes[i]);
+            i += 1;
+        }
+        self.byte(b'\'');
     }
 
     const fn sql_type(&mut self, t: TypeSpelling) {
@@ -581,6 +627,39 @@ impl Writer<'_> {
             self.push("[]");
         }
     }
+}
+
+/// Panics (at compile time, where records are rendered) on text a declaration cannot hold.
+const fn check_text(text: &str, name: bool) {
+    let bytes = text.as_bytes();
+    assert!(!name || bytes.len() < 64, "a SQL name is at most 63 bytes");
+    let mut i = 0;
+    while i < bytes.len() {
+        assert!(
+            bytes[i] != b'\n' && bytes[i] != 0,
+            "a declaration cannot contain a newline or NUL"
+        );
+        assert!(
+            !name || bytes[i] != b'|',
+            "a SQL name in a declaration cannot contain '|'"
+        );
+        i += 1;
+    }
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// `r#type` is `type` in SQL.
@@ -594,11 +673,65 @@ const fn strip_raw(name: &'static str) -> &'static str {
     }
 }
 
-/// Turns `#[sql(a, b = x)]` into `Options::new().a().b(x)`.
+/// Turns `#[sql(a, b = x)]` into `Options::new().a().b(x)` (stray commas, as when two
+/// `#[sql(...)]` attributes are joined, are fine).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __sql_options {
-    ($($key:ident $(= $value:expr)?),* $(,)?) => {
-        $crate::sql::Options::new() $(.$key($($value)?))*
+    (@acc [$($acc:tt)*]) => {
+        $crate::sql::Options::new() $($acc)*
     };
+    (@acc [$($acc:tt)*] , $($rest:tt)*) => {
+        $crate::__sql_options!(@acc [$($acc)*] $($rest)*)
+    };
+    (@acc [$($acc:tt)*] $key:ident = $value:expr $(, $($rest:tt)*)?) => {
+        $crate::__sql_options!(@acc [$($acc)* .$key($value)] $($($rest)*)?)
+    };
+    (@acc [$($acc:tt)*] $key:ident $(, $($rest:tt)*)?) => {
+        $crate::__sql_options!(@acc [$($acc)* .$key()] $($($rest)*)?)
+    };
+    ($($options:tt)*) => {
+        $crate::__sql_options!(@acc [] $($options)*)
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARGS: &[Argument] = &[Argument {
+        name: "limit",
+        sql_type: TypeSpelling::of("integer"),
+        default: Some("10"),
+    }];
+
+    #[test]
+    fn names_are_quoted_and_literals_survive_any_string_setting() {
+        let options = Options::new().schema("my schema").stable();
+        let d = Declaration::function("f", options, ARGS, TypeSpelling::of("text"));
+        assert_eq!(
+            d.to_sql("C:\\pg\\lib's", true),
+            "CREATE OR REPLACE FUNCTION \"my schema\".\"f\"(\"limit\" integer DEFAULT 10) \
+             RETURNS text AS E'C:\\\\pg\\\\lib''s', 'f' LANGUAGE c STABLE STRICT PARALLEL UNSAFE;"
+        );
+        let ext = Declaration::function(
+            "g",
+            Options::new().schema("@extschema@"),
+            &[],
+            TypeSpelling::of("void"),
+        );
+        assert!(ext
+            .to_sql("", false)
+            .starts_with("CREATE FUNCTION @extschema@.\"g\"() RETURNS void AS 'MODULE_PATHNAME'"));
+    }
+
+    #[test]
+    fn records_carry_their_order_and_name() {
+        const D: Declaration =
+            Declaration::function("h", Options::new(), &[], TypeSpelling::of("void"));
+        const LEN: usize = D.record_len();
+        let record = D.record::<LEN>();
+        assert!(record.starts_with(b"\0BGWSQL1|1|h|CREATE FUNCTION \"h\"()"));
+        assert!(record.ends_with(b";\0"));
+    }
 }

@@ -132,7 +132,8 @@ bgworker::sql_function! {
 
 // Declarations: a SQL name, options and a default; arguments named like SQL keywords.
 bgworker::sql_function! {
-    #[sql(name = "add_step", immutable, parallel_safe)]
+    #[sql(name = "add_step")]
+    #[sql(immutable, parallel_safe)]
     fn add_with_default(x: i32, step: i32 = "1") -> i32 {
         x.checked_add(step).ok_or_else(|| Error::msg("integer out of range"))
     }
