@@ -15,11 +15,16 @@ static LOCKED_HITS: SharedLock<[i64; 2]> = SharedLock::new(c"test_workers locked
 /// A latch another backend can set.
 static REMEMBERED: Shared<WakerSlot> =
     Shared::new(c"test_workers remembered latch", WakerSlot::new);
+/// Counts `wake_remembered` calls, made before it sets the latch: what `wait_my_latch`
+/// waits for (a latch may be set for other reasons too).
+static WAKE_CALLS: Shared<AtomicU64> =
+    Shared::new(c"test_workers wake calls", || AtomicU64::new(0));
 
 pub fn request() -> Result<()> {
     ATOMIC_HITS.request()?;
     LOCKED_HITS.request()?;
-    REMEMBERED.request()
+    REMEMBERED.request()?;
+    WAKE_CALLS.request()
 }
 
 bgworker::sql_function! {
@@ -34,15 +39,28 @@ bgworker::sql_function! {
 bgworker::sql_function! {
     /// Sets the remembered latch; false if its backend is gone.
     fn wake_remembered() -> bool {
+        WAKE_CALLS.get()?.fetch_add(1, Ordering::SeqCst);
         Ok(REMEMBERED.get()?.wake())
     }
 }
 
 bgworker::sql_function! {
-    /// Waits up to `millis` for this backend's latch: "latch" or "timeout".
+    /// Waits up to `millis` for `wake_remembered` to set this backend's latch: "latch",
+    /// or "timeout" if it did not come in time.
     fn wait_my_latch(millis: i64) -> String {
-        let woke = latch::wait(Some(std::time::Duration::from_millis(millis as u64)))?;
-        Ok(format!("{woke:?}").to_lowercase())
+        let calls = WAKE_CALLS.get()?;
+        let before = calls.load(Ordering::SeqCst);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(millis as u64);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let woke = latch::wait(Some(left))?;
+            if woke == latch::Woke::Latch && calls.load(Ordering::SeqCst) != before {
+                return Ok("latch".into());
+            }
+            if woke == latch::Woke::Timeout {
+                return Ok("timeout".into());
+            }
+        }
     }
 }
 
