@@ -184,3 +184,22 @@ fn support_functions_are_not_public_and_refuse_misuse() {
     assert!(message.contains("aggregate state is not a"), "{message}");
     cluster.assert_no_crash();
 }
+
+#[test]
+fn composite_types_are_declared_and_returned() {
+    let cluster = test_cluster(&[]);
+    let mut client = cluster.connect();
+    let row = client
+        .query_one(
+            "SELECT (numbered(3)).n, (numbered(3)).name, (numbered(4)).name IS NULL, \
+                    pg_typeof(numbered(3))::text, numbered(5)::text",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 3);
+    assert_eq!(row.get::<_, String>(1), "three");
+    assert!(row.get::<_, bool>(2));
+    assert_eq!(row.get::<_, String>(3), "numbered");
+    assert_eq!(row.get::<_, String>(4), "(5,)");
+    cluster.assert_no_crash();
+}

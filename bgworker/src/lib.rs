@@ -14,6 +14,7 @@
 //! | [`shmem`] | `ShmemInitStruct`, `shmem_request_hook`, named LWLock tranches |
 //! | [`dsm`] | `dsm_create`/`dsm_attach`, `shm_mq` |
 //! | [`fmgr`] | `PG_FUNCTION_INFO_V1`: [`sql_function!`] |
+//! | [`composite`] | `CREATE TYPE ... AS (...)`, `heap_form_tuple`: [`composite_type!`] |
 //! | [`aggregate`] | `CREATE AGGREGATE` support functions, `AggCheckCallContext`: [`sql_aggregate!`] |
 //! | [`sql`] | the `CREATE FUNCTION` statements of an extension script, from the Rust code |
 //! | [`elog`] | `ereport`, `elog` |
@@ -54,6 +55,7 @@
 pub use pg_sys;
 
 pub mod aggregate;
+pub mod composite;
 mod cstr;
 pub mod datum;
 pub mod dsm;

@@ -230,6 +230,8 @@ enum Kind {
         returns: TypeSpelling,
         strict: bool,
     },
+    /// A composite type, declared before the functions that use it.
+    Composite { fields: &'static [Argument] },
     /// An aggregate over its support functions (already declared under the C symbols).
     Aggregate {
         args: &'static str,
@@ -273,6 +275,21 @@ impl Declaration {
             symbol,
             options,
             kind: Kind::Function { args, returns },
+        }
+    }
+
+    /// A composite type of these fields (what [`composite_type!`](crate::composite_type!)
+    /// uses).
+    #[doc(hidden)]
+    pub const fn composite(
+        symbol: &'static str,
+        options: Options,
+        fields: &'static [Argument],
+    ) -> Declaration {
+        Declaration {
+            symbol,
+            options,
+            kind: Kind::Composite { fields },
         }
     }
 
@@ -405,6 +422,13 @@ impl Declaration {
                     i += 1;
                 }
             }
+            Kind::Composite { fields } => {
+                let mut i = 0;
+                while i < fields.len() {
+                    check_text(fields[i].name, true);
+                    i += 1;
+                }
+            }
             Kind::Support { args, .. } | Kind::Aggregate { args, .. } => check_text(args, false),
         }
     }
@@ -416,6 +440,7 @@ impl Declaration {
             w.push("\0");
             w.push(RECORD_MARKER);
             w.push(match self.kind {
+                Kind::Composite { .. } => "0|",
                 Kind::Aggregate { .. } => "2|",
                 _ => "1|",
             });
@@ -423,6 +448,7 @@ impl Declaration {
             w.push("|");
         }
         match self.kind {
+            Kind::Composite { .. } => w.push("CREATE TYPE "),
             Kind::Aggregate { .. } => w.push("CREATE AGGREGATE "),
             _ if style.or_replace => w.push("CREATE OR REPLACE FUNCTION "),
             _ => w.push("CREATE FUNCTION "),
@@ -451,6 +477,20 @@ impl Declaration {
                 w.sql_type(returns);
                 // With no arguments there is nothing to be NULL; say nothing.
                 self.c_body(&mut w, style, strict && !args.is_empty());
+            }
+            Kind::Composite { fields } => {
+                w.push(" AS (");
+                let mut i = 0;
+                while i < fields.len() {
+                    if i > 0 {
+                        w.push(", ");
+                    }
+                    w.quoted(strip_raw(fields[i].name));
+                    w.push(" ");
+                    w.sql_type(fields[i].sql_type);
+                    i += 1;
+                }
+                w.push(");");
             }
             Kind::Support {
                 args,

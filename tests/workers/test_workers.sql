@@ -1,6 +1,7 @@
 -- The SQL functions of the test workers library (tests/workers): written by `make sql` from
 -- test_workers.sql.in and the library's declarations; edit those, not this file.
 
+CREATE TYPE "numbered" AS ("n" integer, "name" text);
 CREATE FUNCTION "add_step"("x" integer, "step" integer DEFAULT 1) RETURNS integer AS 'MODULE_PATHNAME', 'add_with_default' LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION "conversion_error_at"("sql" text) RETURNS text AS 'MODULE_PATHNAME', 'conversion_error_at' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "dsm_misuse"() RETURNS text[] AS 'MODULE_PATHNAME', 'dsm_misuse' LANGUAGE c VOLATILE PARALLEL UNSAFE;
@@ -33,6 +34,7 @@ CREATE FUNCTION "launch"("kind" text, "extra" text DEFAULT NULL) RETURNS integer
 CREATE FUNCTION "lock_released_under_guard"("what" text) RETURNS text AS 'MODULE_PATHNAME', 'lock_released_under_guard' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "misuse_record_set"("phase" text) RETURNS SETOF record AS 'MODULE_PATHNAME', 'misuse_record_set' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "mq_echo"("message" text) RETURNS text AS 'MODULE_PATHNAME', 'mq_echo' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
+CREATE FUNCTION "numbered"("n" integer) RETURNS numbered AS 'MODULE_PATHNAME', 'numbered' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "own_writes"() RETURNS text AS 'MODULE_PATHNAME', 'own_writes' LANGUAGE c VOLATILE PARALLEL UNSAFE;
 CREATE FUNCTION "panic_with"("message" text) RETURNS void AS 'MODULE_PATHNAME', 'panic_with' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "param_void"() RETURNS text AS 'MODULE_PATHNAME', 'param_void' LANGUAGE c VOLATILE PARALLEL UNSAFE;

@@ -144,3 +144,20 @@ bgworker::sql_function! {
         Ok(format!("{user}/{limit}/{}", r#type.as_deref().unwrap_or("none")))
     }
 }
+
+bgworker::composite_type! {
+    /// A number and, for some, its name.
+    #[sql(name = "numbered")]
+    pub struct Numbered {
+        pub n: i32,
+        pub name: Option<String>,
+    }
+}
+
+bgworker::sql_function! {
+    /// `n` and its name, when it has one.
+    fn numbered(n: i32) -> Numbered {
+        let name = (n == 3).then(|| "three".to_string());
+        Ok(Numbered { n, name })
+    }
+}
