@@ -364,12 +364,18 @@ impl Client {
         self.request(b'Q', sql)
     }
 
-    fn request(&mut self, kind: u8, body: &str) -> Result<()> {
+    /// Refuses a session whose queue may still hold replies of a string read part-way.
+    fn check_usable(&self) -> Result<()> {
         if self.broken {
             return Err(Error::WrongContext(
                 "this background session stopped reading a result part-way: start another".into(),
             ));
         }
+        Ok(())
+    }
+
+    fn request(&mut self, kind: u8, body: &str) -> Result<()> {
+        self.check_usable()?;
         let mut message = Vec::with_capacity(body.len() + 1);
         message.push(kind);
         message.extend_from_slice(body.as_bytes());
@@ -451,9 +457,7 @@ impl Client {
     /// Every reply is read even after an ERROR, so that the session is ready for the next
     /// string.
     pub fn forward(&mut self, rows: &mut RecordSet) -> Result<()> {
-        if self.broken {
-            return self.request(b'Q', "");
-        }
+        self.check_usable()?;
         self.broken = true;
         self.forward_replies(rows)
     }

@@ -312,7 +312,7 @@ impl RecordSet {
         let mut given = 0;
         for (i, value) in values.enumerate() {
             given += 1;
-            let Some(input) = self.inputs.get(i) else {
+            let Some(input) = self.inputs.get_mut(i) else {
                 continue;
             };
             let text = match value {
@@ -325,13 +325,15 @@ impl RecordSet {
                 }
                 None => std::ptr::null_mut(),
             };
+            // Input functions may cache in fn_extra: the pointer comes from `&mut`.
             let (finfo, ioparam, typmod) = (
-                &input.function as *const pg_sys::FmgrInfo as *mut pg_sys::FmgrInfo,
+                &mut input.function as *mut pg_sys::FmgrInfo,
                 input.ioparam,
                 input.typmod,
             );
             // SAFETY: the column type's input function on a NUL-terminated string (or NULL,
-            // for domain checks), allocating in the row's memory.
+            // for domain checks), allocating in the row's memory; `finfo` is exclusively ours
+            // for the call.
             let datum = guard(|| unsafe {
                 let old = std::mem::replace(
                     &mut *std::ptr::addr_of_mut!(pg_sys::CurrentMemoryContext),
