@@ -33,7 +33,10 @@ use std::ffi::c_char;
 use crate::cstr::{copy_cstring, take_palloc_cstring, to_cstring};
 use crate::error::{Error, Result};
 use crate::guard::guard;
-use crate::pg_sys::{self, Datum, Oid};
+use crate::pg_sys::{self, Datum};
+
+/// An object identifier (a role's, a type's, a table's): PostgreSQL's `Oid`.
+pub use crate::pg_sys::Oid;
 
 /// A Rust value that can be passed to PostgreSQL as a statement parameter or function result.
 ///
@@ -123,6 +126,7 @@ sql_type! {
     i16 => pg_sys::INT2OID, "smallint";
     i32 => pg_sys::INT4OID, "integer";
     i64 => pg_sys::INT8OID, "bigint";
+    crate::time::Timestamp => pg_sys::TIMESTAMPTZOID, "timestamp with time zone";
     f32 => pg_sys::FLOAT4OID, "real";
     f64 => pg_sys::FLOAT8OID, "double precision";
     u32 => pg_sys::OIDOID, "oid";
@@ -188,6 +192,13 @@ by_value!(i32, pg_sys::INT4OID, "integer", |d| d as i32, |v| v as u32
     as Datum);
 by_value!(i64, pg_sys::INT8OID, "bigint", |d| d as i64, |v| v as Datum);
 by_value!(u32, pg_sys::OIDOID, "oid", |d| d as u32, |v| v as Datum);
+by_value!(
+    crate::time::Timestamp,
+    pg_sys::TIMESTAMPTZOID,
+    "timestamp with time zone",
+    |d| crate::time::Timestamp::from_micros(d as i64),
+    |v| v.micros() as Datum
+);
 by_value!(
     f32,
     pg_sys::FLOAT4OID,

@@ -136,6 +136,30 @@ impl Segment {
         self.size
     }
 
+    /// The first usable byte (offset 0, MAXALIGN'd): for a structure the segment's users
+    /// share besides its queues.
+    pub(crate) fn base(&self) -> *mut u8 {
+        self.address(0) as *mut u8
+    }
+
+    /// Keeps the segment alive when every process has detached, until
+    /// [`Segment::release`] (by any process, with the handle): so a request written
+    /// before its worker attaches survives its writer.
+    pub(crate) fn keep(&self) -> Result<()> {
+        let raw = self.raw;
+        // SAFETY: a valid, attached segment, pinned at most once (only `Client` calls this,
+        // right after creating it).
+        guard(|| unsafe { pg_sys::dsm_pin_segment(raw) })?;
+        Ok(())
+    }
+
+    /// Undoes [`Segment::keep`]: the segment goes when its last process detaches.
+    pub(crate) fn release(handle: u32) -> Result<()> {
+        // SAFETY: unpins by handle; an ERROR (not pinned) is returned as Err.
+        guard(|| unsafe { pg_sys::dsm_unpin_segment(handle as pg_sys::dsm_handle) })?;
+        Ok(())
+    }
+
     fn header(&self) -> &Header {
         // SAFETY: every segment of this module starts with a Header (its size is checked on
         // attach); its fields are atomics, shared safely between processes. The mapping is

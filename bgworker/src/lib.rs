@@ -76,6 +76,7 @@ pub mod sql;
 pub mod srf;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod time;
 pub mod worker;
 pub mod xact;
 
@@ -85,7 +86,7 @@ pub use worker::Worker;
 
 /// The names a worker file usually needs: `use bgworker::prelude::*;`.
 pub mod prelude {
-    pub use crate::datum::{FromSql, Numeric, SqlType, ToSql};
+    pub use crate::datum::{FromSql, Numeric, Oid, SqlType, ToSql};
     pub use crate::guc::{
         self, Context as GucContext, GucBool, GucEnum, GucInt, GucReal, GucString, Unit,
     };

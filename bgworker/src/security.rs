@@ -157,3 +157,54 @@ impl Spi {
         self.as_role(owner, f)
     }
 }
+
+/// The role whose rights this backend uses now (`current_user`; `GetUserId()`).
+///
+/// ```no_run
+/// let me = bgworker::security::current_user();
+/// # let _ = me;
+/// ```
+pub fn current_user() -> Oid {
+    // SAFETY: a plain read of this backend's current user id.
+    unsafe { pg_sys::GetUserId() }
+}
+
+/// Whether the current user has the privileges of `role`: is it, is a superuser, or is a
+/// member that inherits it (`has_privs_of_role`). What to check before acting on something
+/// that belongs to `role`, such as the job it submitted.
+///
+/// ```no_run
+/// # let owner = 10u32;
+/// if !bgworker::security::has_privileges_of(owner)? {
+///     return Err(bgworker::PgError::new(
+///         bgworker::SqlState::INSUFFICIENT_PRIVILEGE,
+///         "permission denied",
+///     )
+///     .into());
+/// }
+/// # Ok::<(), bgworker::Error>(())
+/// ```
+pub fn has_privileges_of(role: Oid) -> Result<bool> {
+    let me = current_user();
+    // SAFETY: a catalog lookup (it may read pg_auth_members); an ERROR is caught.
+    Ok(guard(|| unsafe { pg_sys::has_privs_of_role(me, role) })?)
+}
+
+/// A random 64-bit value from the operating system's cryptographic source
+/// (`pg_strong_random`): for tokens another user must not guess, such as a job handle's
+/// cookie.
+///
+/// ```no_run
+/// let cookie = bgworker::security::unguessable_u64()?;
+/// # let _ = cookie;
+/// # Ok::<(), bgworker::Error>(())
+/// ```
+pub fn unguessable_u64() -> Result<u64> {
+    let mut bytes = [0u8; 8];
+    let buf = bytes.as_mut_ptr();
+    // SAFETY: writes 8 bytes into `bytes`.
+    if !unsafe { pg_sys::pg_strong_random(buf.cast(), 8) } {
+        return Err(Error::msg("could not generate a random number"));
+    }
+    Ok(u64::from_ne_bytes(bytes))
+}

@@ -368,6 +368,33 @@ impl Cluster {
         self.stopped = true;
     }
 
+    /// Runs a SQL file with this cluster's `psql` as `pg_regress` does (`-X -a -q`, the
+    /// file echoed, standard output and errors in one stream) against `dbname`; the output.
+    ///
+    /// ```no_run
+    /// # let cluster = bgworker::testing::Cluster::builder().start();
+    /// let out = cluster.psql_file("postgres", "sql/checks.sql".as_ref());
+    /// assert_eq!(out, std::fs::read_to_string("expected/checks.out").unwrap());
+    /// ```
+    pub fn psql_file(&self, dbname: &str, script: &Path) -> String {
+        let out_path = self.base.join(format!("psql-{}.out", std::process::id()));
+        let out = fs::File::create(&out_path).expect("psql output file");
+        let err = out.try_clone().expect("psql output file");
+        let status = Command::new(self.bin("psql"))
+            .args(["-X", "-a", "-q", "-d"])
+            .arg(self.connection_string(dbname))
+            .stdin(fs::File::open(script).unwrap_or_else(|e| panic!("{}: {e}", script.display())))
+            .env("PGTZ", "UTC")
+            .env("PGDATESTYLE", "ISO, MDY")
+            .stdout(out)
+            .stderr(err)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run psql: {e}"));
+        let text = fs::read_to_string(&out_path).expect("psql output");
+        assert!(status.success(), "psql failed:\n{text}");
+        text
+    }
+
     /// Runs a server program (as the `postgres` user when we are root); panics on failure.
     pub fn run_as_server(&self, program: PathBuf, args: &[&str]) -> Output {
         let out = self.try_run_as_server(program.clone(), args);

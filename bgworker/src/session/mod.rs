@@ -34,9 +34,15 @@
 //! # Ok(()) }
 //! ```
 
+mod control;
+
 use std::cell::Cell;
 use std::ffi::{c_char, c_long, CString};
 use std::marker::PhantomData;
+use std::sync::atomic::Ordering::SeqCst;
+
+pub use control::{report_progress, PROGRESS_MESSAGE_MAX};
+use control::{Control, CONTROL_SIZE};
 
 use crate::dsm::{Receiver, Segment, Sender};
 use crate::error::{Error, PgError, Result, SqlState};
@@ -263,6 +269,23 @@ pub fn serve(main_arg: i64) -> Result<()> {
             .ok_or_else(|| Error::msg("a background session worker needs its caller in bgw_extra"))
     };
     let (database, session_user, current_user) = (word(0)?, word(4)?, word(8)?);
+    let arg = main_arg as u64;
+    let (segment_handle, queue) = (arg as u32, (arg >> 32) as usize);
+    let segment: &'static Segment = Box::leak(Box::new(Segment::attach(segment_handle)?));
+    // Attached: the segment lives as long as this process, so the client's pin can go.
+    Segment::release(segment_handle)?;
+    // SAFETY: the segment is mapped for the rest of the process (leaked above), and the
+    // client wrote a control block at its start before launching this worker.
+    let control = unsafe { Control::attach(segment.base()) }?;
+    let mut requests = segment.receiver(CONTROL_SIZE, None)?;
+    // Output goes to the client from here on, so that a failure to connect (a database or
+    // role dropped meanwhile) reaches it as an ERROR.
+    let mut session = redirect_output(segment, CONTROL_SIZE + queue)?;
+    // SAFETY: a plain read of this process's pid.
+    control
+        .worker_pid
+        .store(unsafe { pg_sys::MyProcPid }, SeqCst);
+    control::set_serving(control);
     crate::worker::connect(
         crate::worker::Connection::new(crate::worker::Database::Oid(database))
             .role(crate::worker::Role::Oid(session_user)),
@@ -274,39 +297,80 @@ pub fn serve(main_arg: i64) -> Result<()> {
             Ok(())
         })?;
     }
-    let arg = main_arg as u64;
-    let (segment_handle, queue) = (arg as u32, (arg >> 32) as usize);
-    let segment: &'static Segment = Box::leak(Box::new(Segment::attach(segment_handle)?));
-    let mut requests = segment.receiver(0, None)?;
-    let mut session = redirect_output(segment, queue)?;
     let mut settings: Option<String> = None;
+    let mut number = 0u64;
     while let Some(message) = requests.receive()? {
         let (kind, body) = message.split_first().unwrap_or((&0, &[]));
-        let Ok(text) = std::str::from_utf8(body) else {
-            let bad = PgError::new(
-                SqlState::CHARACTER_NOT_IN_REPERTOIRE,
-                "a background session request is not valid UTF-8",
-            );
-            finish(Some(&bad))?;
-            continue;
-        };
+        let text = std::str::from_utf8(body);
         match kind {
-            b'S' => settings = Some(text.to_string()),
-            b'Q' => {
-                // The caller's settings, before its first string: a setting this worker
-                // cannot take is that string's ERROR, never a silently different setup.
-                if let Some(pending) = settings.take() {
-                    if let Err(e) = apply_settings(&pending) {
-                        finish(Some(&e.to_pg_error()))?;
-                        continue;
+            b'S' => {
+                // Settings add up until the next string, which applies them first.
+                let text = String::from_utf8_lossy(body);
+                match settings.as_mut() {
+                    Some(pending) if !pending.is_empty() && !text.is_empty() => {
+                        pending.push('\0');
+                        pending.push_str(&text);
                     }
+                    Some(pending) if pending.is_empty() => *pending = text.into_owned(),
+                    Some(_) => {}
+                    None => settings = Some(text.into_owned()),
                 }
-                session.execute(text)?;
+            }
+            b'Q' => {
+                number += 1;
+                run_numbered(&mut session, control, number, || {
+                    let Ok(text) = text else {
+                        return Err(PgError::new(
+                            SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+                            "a background session request is not valid UTF-8",
+                        ));
+                    };
+                    // The caller's settings, before its first string: a setting this
+                    // worker cannot take is that string's ERROR, never a silently
+                    // different setup.
+                    if let Some(pending) = settings.take() {
+                        apply_settings(&pending).map_err(|e| e.to_pg_error())?;
+                    }
+                    Ok(text)
+                })?;
             }
             _ => return Err(Error::msg("unknown background session request")),
         }
     }
     Ok(())
+}
+
+/// Runs the client's string number `number` (what `prepare` returns, or its ERROR), unless
+/// the client canceled it already, and tells the client when it is over.
+fn run_numbered<'t>(
+    session: &mut Session,
+    control: &Control,
+    number: u64,
+    prepare: impl FnOnce() -> std::result::Result<&'t str, PgError>,
+) -> Result<()> {
+    // A cancel sent for an earlier string must not stop this one; a cancel of this one is
+    // seen below, whether it was asked before the string starts or while it runs (the
+    // client signals only a string it sees running).
+    // SAFETY: a flag of this process that the SIGINT handler sets; clearing it is what
+    // PostgreSQL does before reading a client's next query.
+    unsafe { std::ptr::write_volatile(&raw mut pg_sys::QueryCancelPending, 0) };
+    control.running.store(number, SeqCst);
+    let outcome = if number <= control.cancel_upto.load(SeqCst) {
+        let canceled = PgError::new(
+            SqlState::QUERY_CANCELED,
+            "canceling statement due to user request",
+        );
+        finish(Some(&canceled)).map(drop)
+    } else {
+        match prepare() {
+            Ok(text) => session.execute(text).map(drop),
+            Err(e) => finish(Some(&e)).map(drop),
+        }
+    };
+    control.running.store(0, SeqCst);
+    control.done.store(number, SeqCst);
+    control.client.wake();
+    outcome
 }
 
 /// Applies settings a [`Client`] captured: `name\0value\0` pairs. A setting the caller
@@ -348,11 +412,14 @@ fn apply_settings(text: &str) -> Result<()> {
 /// # Ok(()) }
 /// ```
 pub struct Client {
-    // Dropped first: the queue ends borrow the segment and the handle below.
+    // Dropped first: the queue ends and the control block borrow the segment and the
+    // handle below.
     to_worker: Sender<'static>,
-    from_worker: Receiver<'static>,
+    /// `None` once [`Client::ignore_replies`] detached it.
+    from_worker: Option<Receiver<'static>>,
+    control: &'static Control,
     worker: Box<Handle>,
-    _segment: Box<Segment>,
+    segment: Box<Segment>,
     /// Set while [`Client::forward`] reads a string's replies; still set if it stopped
     /// before the end, when the queue may hold replies of that string.
     broken: bool,
@@ -361,6 +428,8 @@ pub struct Client {
 impl Client {
     /// Sends a SQL string to run; its replies end with [`Reply::Ready`].
     pub fn send(&mut self, sql: &str) -> Result<()> {
+        self.check_usable()?;
+        self.control.sent.fetch_add(1, SeqCst);
         self.request(b'Q', sql)
     }
 
@@ -412,18 +481,32 @@ impl Client {
         Ok(client)
     }
 
-    /// Creates the segment (two queues of `queue_size` bytes: requests, replies) and
-    /// launches the worker with it.
+    /// Creates the segment (the control block, then two queues of `queue_size` bytes:
+    /// requests, replies) and launches the worker with it.
     fn launch_with(builder: Builder, queue_size: usize) -> Result<Client> {
-        let segment = Box::new(Segment::create(2 * queue_size)?);
-        segment.create_queue(0, queue_size)?;
-        segment.create_queue(queue_size, queue_size)?;
         if queue_size > u32::MAX as usize {
             return Err(Error::msg("a session queue is at most 4 GB"));
         }
+        let segment = Box::new(Segment::create(CONTROL_SIZE + 2 * queue_size)?);
+        // SAFETY: the segment is new and its first CONTROL_SIZE bytes are for this block;
+        // the reference is used only while the Client owns the segment.
+        let control = unsafe { Control::create(segment.base()) };
+        control.client.set(Some(crate::latch::Waker::current()?));
+        segment.create_queue(CONTROL_SIZE, queue_size)?;
+        segment.create_queue(CONTROL_SIZE + queue_size, queue_size)?;
+        // What the client writes before the worker attaches must survive a client that
+        // detaches first (a fire-and-forget job): the worker releases the segment once
+        // it is attached.
+        segment.keep()?;
         // The main argument carries the segment and the queue size.
         let arg = ((queue_size as u64) << 32 | u64::from(segment.handle())) as i64;
-        let worker = Box::new(builder.main_arg(arg).launch()?);
+        let worker = match builder.main_arg(arg).launch() {
+            Ok(worker) => Box::new(worker),
+            Err(e) => {
+                Segment::release(segment.handle())?;
+                return Err(e);
+            }
+        };
         // SAFETY: both boxes live in the returned Client, which drops the queue ends (the
         // only borrowers) before them; boxing keeps their addresses stable when it moves.
         let (seg, handle): (&'static Segment, &'static Handle) = unsafe {
@@ -432,20 +515,122 @@ impl Client {
                 &*(worker.as_ref() as *const Handle),
             )
         };
-        let to_worker = seg.sender(0, Some(handle))?;
-        let from_worker = seg.receiver(queue_size, Some(handle))?;
+        let to_worker = seg.sender(CONTROL_SIZE, Some(handle))?;
+        let from_worker = Some(seg.receiver(CONTROL_SIZE + queue_size, Some(handle))?);
         Ok(Client {
             to_worker,
             from_worker,
+            control,
             worker,
-            _segment: segment,
+            segment,
             broken: false,
         })
     }
 
+    /// Where the worker is: starting, running a string, idle between strings, or gone.
+    pub fn state(&self) -> Result<State> {
+        if matches!(self.worker.status()?, crate::worker::Status::Stopped) {
+            return Ok(State::Stopped);
+        }
+        Ok(if self.control.worker_pid.load(SeqCst) == 0 {
+            State::Starting
+        } else if self.control.done.load(SeqCst) < self.control.sent.load(SeqCst) {
+            State::Running
+        } else {
+            State::Idle
+        })
+    }
+
+    /// How many strings were sent, and how many of them the worker has finished
+    /// (successfully or not; a finished string's replies may still wait to be read).
+    pub fn progress_counts(&self) -> (u64, u64) {
+        (
+            self.control.sent.load(SeqCst),
+            self.control.done.load(SeqCst),
+        )
+    }
+
+    /// Waits until the worker has finished every string sent so far (or has exited),
+    /// at most `timeout` when given: whether it has. A string whose result does not fit
+    /// the reply queue finishes only while its replies are read.
+    pub fn wait(&self, timeout: Option<std::time::Duration>) -> Result<bool> {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        loop {
+            if self.control.done.load(SeqCst) >= self.control.sent.load(SeqCst)
+                || matches!(self.worker.status()?, crate::worker::Status::Stopped)
+            {
+                return Ok(true);
+            }
+            // The worker sets this process's latch when a string ends, and the postmaster
+            // when the worker exits (it was launched with this backend to notify); the
+            // cap re-checks in case the notification went to an earlier waiter.
+            let mut nap = std::time::Duration::from_millis(500);
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Ok(false);
+                }
+                nap = nap.min(left);
+            }
+            crate::latch::wait(Some(nap))?;
+        }
+    }
+
+    /// Cancels every string sent so far that has not finished: one that runs gets a query
+    /// cancel (its ERROR, `57014`, is its result and rolls it back), one that has not
+    /// started yet ends with that ERROR without running. The worker stays, ready for the
+    /// next string.
+    pub fn cancel(&self) -> Result<()> {
+        let upto = self.control.sent.load(SeqCst);
+        self.control.cancel_upto.fetch_max(upto, SeqCst);
+        let running = self.control.running.load(SeqCst);
+        if running != 0 && running <= upto {
+            let pid = self.control.worker_pid.load(SeqCst);
+            if pid > 0 && self.worker.pid()? == Some(pid) {
+                // SAFETY: signals our own worker (the pid the postmaster reports for its
+                // handle): SIGINT is a query cancel to a backend-like process.
+                unsafe { libc::kill(pid, libc::SIGINT) };
+            }
+        }
+        Ok(())
+    }
+
+    /// The last progress the running SQL reported with [`report_progress`]: a percentage
+    /// and a message; `None` before any.
+    pub fn progress(&self) -> Option<(i32, Option<String>)> {
+        self.control.progress()
+    }
+
     /// The next reply message, waiting for it; `None` when the worker has gone.
     pub fn receive(&mut self) -> Result<Option<Vec<u8>>> {
-        self.from_worker.receive()
+        match self.from_worker.as_mut() {
+            Some(queue) => queue.receive(),
+            None => Err(Error::WrongContext(
+                "this background session's replies are ignored".into(),
+            )),
+        }
+    }
+
+    /// Stops reading replies for good: the reply queue is detached, so the worker drops
+    /// its output instead of waiting for a reader (fire-and-forget jobs).
+    pub fn ignore_replies(&mut self) {
+        self.from_worker = None;
+    }
+
+    /// Sets `name` to `value` in the worker's session before the next string runs (as
+    /// `SET` would; a value the worker cannot take is that string's ERROR).
+    ///
+    /// ```no_run
+    /// # fn f(client: &mut bgworker::session::Client) -> bgworker::Result<()> {
+    /// client.configure("statement_timeout", "5s")?;
+    /// client.send("SELECT pg_sleep(10)")?; // canceled after 5 seconds
+    /// # Ok(()) }
+    /// ```
+    pub fn configure(&mut self, name: &str, value: &str) -> Result<()> {
+        if name.contains('\0') || value.contains('\0') {
+            return Err(Error::msg("a setting's name or value cannot contain NUL"));
+        }
+        self.request(b'S', &format!("{name}\0{value}"))
     }
 
     /// Reads the replies to one SQL string, up to ready-for-query, as the caller's result:
@@ -534,6 +719,39 @@ impl Client {
     pub fn worker(&self) -> &Handle {
         &self.worker
     }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if crate::entry::exiting() {
+            return;
+        }
+        // A worker that never attached (it failed to start, or exited first) will not
+        // release the segment: release it here, or it would stay until the server stops.
+        if self.control.worker_pid.load(SeqCst) == 0
+            && matches!(self.worker.status(), Ok(crate::worker::Status::Stopped))
+        {
+            let _ = Segment::release(self.segment.handle());
+        }
+    }
+}
+
+/// Where a [`Client`]'s worker is.
+///
+/// ```
+/// use bgworker::session::State;
+/// assert_ne!(State::Running, State::Idle);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Launched, not yet attached to the session.
+    Starting,
+    /// Running a string (or holding its replies until they are read).
+    Running,
+    /// Waiting for the next string.
+    Idle,
+    /// Exited.
+    Stopped,
 }
 
 /// The settings this session set (`SET`, or the client's startup options), except those

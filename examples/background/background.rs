@@ -1,0 +1,73 @@
+//! background: run SQL in a background worker and collect its result later, with
+//! pg_background's SQL API (version 1: launch, result, detach; version 2: handles with
+//! cookies, submit, cancel, wait, list, statistics, progress), plus `pg_background_run_v2`
+//! to hand a worker another string, all on `bgworker::session`.
+//!
+//! ```sql
+//! SELECT pg_background_launch('VACUUM (VERBOSE) big_table');          -- the worker's pid
+//! SELECT * FROM pg_background_result(12345) AS (result text);        -- 'VACUUM'
+//! SELECT * FROM pg_background_result(pg_background_launch('SELECT 1')) AS (x int);
+//! ```
+//!
+//! The worker runs as the caller (its database, session user and current role) with the
+//! caller's session settings; its ERRORs and NOTICEs arrive as the caller's own. No
+//! `shared_preload_libraries` needed.
+
+mod jobs;
+mod v1;
+mod v2;
+
+use bgworker::guc::{self, GucInt, Unit};
+use bgworker::prelude::*;
+
+bgworker::pg_module_magic!();
+
+pub struct Background;
+
+impl Worker for Background {
+    const NAME: &'static str = "pg_background";
+    const TYPE: &'static str = "pg_background";
+    const DATABASE_CONNECTION: bool = true;
+
+    fn main(arg: i64) -> Result<()> {
+        bgworker::session::serve(arg)
+    }
+}
+
+bgworker::export_worker!(Background, "pg_background_main");
+
+/// How many workers one session may have attached at once.
+static MAX_WORKERS: GucInt = GucInt::new(
+    c"pg_background.max_workers",
+    c"Maximum number of concurrent background workers per session.",
+    16,
+    1,
+    1000,
+);
+
+/// The reply queue's size when a launch asks for 0.
+static DEFAULT_QUEUE_SIZE: GucInt = GucInt::new(
+    c"pg_background.default_queue_size",
+    c"Default shared memory queue size for background workers.",
+    65_536,
+    4096,
+    256 * 1024 * 1024,
+)
+.unit(Unit::Bytes);
+
+/// A statement_timeout for the workers' SQL (0: the caller's statement_timeout).
+static WORKER_TIMEOUT: GucInt = GucInt::new(
+    c"pg_background.worker_timeout",
+    c"Maximum execution time of a background worker's SQL (0: no limit of its own).",
+    0,
+    0,
+    i32::MAX,
+)
+.unit(Unit::Milliseconds);
+
+bgworker::pg_init!({
+    MAX_WORKERS.define()?;
+    DEFAULT_QUEUE_SIZE.define()?;
+    WORKER_TIMEOUT.define()?;
+    guc::reserve_prefix(c"pg_background")
+});
