@@ -15,8 +15,7 @@ fn cluster() -> Cluster {
     client
         .batch_execute(
             "CREATE ROLE alice LOGIN; CREATE SCHEMA alice_space AUTHORIZATION alice; \
-             GRANT EXECUTE ON FUNCTION pg_background_launch(text, int4), \
-               pg_background_result(int4), pg_background_detach(int4) TO alice",
+             SELECT grant_pg_background_privileges('alice')",
         )
         .unwrap();
     cluster

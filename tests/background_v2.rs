@@ -1,0 +1,436 @@
+//! The background example's handles (pg_background's v2 API) and what pg_background never
+//! shipped: `pg_background_run_v2` on a worker the caller holds, a cancel that keeps the
+//! worker, fire-and-forget jobs whose output nobody reads, and who may touch a job.
+
+use std::time::Duration;
+
+use bgworker_tests::{example, run_extension_script, test_functions, test_workers, Cluster};
+
+fn cluster() -> Cluster {
+    let cluster = Cluster::builder()
+        .library(example("background"))
+        .library(test_workers())
+        .setting("max_worker_processes", "16")
+        .start();
+    let mut client = cluster.connect();
+    run_extension_script(&mut client, "background");
+    client.batch_execute(&test_functions()).unwrap();
+    client
+        .batch_execute(
+            "CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN; GRANT bob TO postgres; \
+             SELECT grant_pg_background_privileges('alice'); \
+             SELECT grant_pg_background_privileges('bob'); \
+             GRANT EXECUTE ON FUNCTION panic_with(text) TO alice; \
+             CREATE TABLE done (job text); GRANT ALL ON done TO alice",
+        )
+        .unwrap();
+    cluster
+}
+
+fn connect_as(cluster: &Cluster, role: &str) -> postgres::Client {
+    let conn = format!("{} user={role}", cluster.connection_string("postgres"));
+    postgres::Client::connect(&conn, postgres::NoTls).unwrap()
+}
+
+/// Launches `sql` with `pg_background_launch_v2`: (pid, cookie).
+fn launch(client: &mut postgres::Client, sql: &str) -> (i32, i64) {
+    let row = client
+        .query_one(
+            "SELECT (h).pid, (h).cookie FROM (SELECT pg_background_launch_v2($1) AS h) s",
+            &[&sql],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+fn code(e: &postgres::Error) -> String {
+    e.as_db_error()
+        .unwrap_or_else(|| panic!("not a server error: {e}"))
+        .code()
+        .code()
+        .to_string()
+}
+
+fn message(e: &postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |db| db.message().to_string())
+}
+
+#[test]
+fn run_v2_keeps_the_workers_session_between_strings() {
+    let cluster = cluster();
+    let mut alice = connect_as(&cluster, "alice");
+    let (pid, cookie) = launch(&mut alice, "CREATE TEMP TABLE mine AS SELECT 1 AS a");
+    let result = "SELECT * FROM pg_background_result_v2($1, $2) AS (r text)";
+    let tag: String = alice.query_one(result, &[&pid, &cookie]).unwrap().get(0);
+    assert_eq!(tag, "SELECT 1");
+
+    // Two strings queued before either result is read: results come back in order.
+    let run = "SELECT pg_background_run_v2($1, $2, $3)";
+    alice
+        .execute(run, &[&pid, &cookie, &"INSERT INTO mine VALUES (2)"])
+        .unwrap();
+    alice
+        .execute(
+            run,
+            &[
+                &pid,
+                &cookie,
+                &"SET work_mem = '7MB'; SELECT sum(a)::int FROM mine",
+            ],
+        )
+        .unwrap();
+    let tag: String = alice.query_one(result, &[&pid, &cookie]).unwrap().get(0);
+    assert_eq!(tag, "INSERT 0 1");
+    let sum: i32 = alice
+        .query_one(
+            "SELECT * FROM pg_background_result_v2($1, $2) AS (s int)",
+            &[&pid, &cookie],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(sum, 3);
+    let e = alice.query(result, &[&pid, &cookie]).unwrap_err();
+    assert!(message(&e).contains("already been consumed"), "{e}");
+
+    // A transaction block open across runs: nothing is visible until the COMMIT string.
+    alice
+        .execute(
+            run,
+            &[
+                &pid,
+                &cookie,
+                &"BEGIN; INSERT INTO done VALUES ('in a block')",
+            ],
+        )
+        .unwrap();
+    alice.query(result, &[&pid, &cookie]).unwrap();
+    let mut observer = cluster.connect();
+    let count = |c: &mut postgres::Client| -> i64 {
+        c.query_one("SELECT count(*) FROM done WHERE job = 'in a block'", &[])
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(count(&mut observer), 0);
+    alice
+        .execute(run, &[&pid, &cookie, &"SHOW work_mem; COMMIT"])
+        .unwrap();
+    let rows = alice.query(result, &[&pid, &cookie]).unwrap();
+    assert_eq!(rows.len(), 1, "SHOW's row; COMMIT's tag is not a row then");
+    assert_eq!(
+        rows[0].get::<_, String>(0),
+        "7MB",
+        "the SET of an earlier run"
+    );
+    assert_eq!(count(&mut observer), 1);
+
+    // Still the same worker, shown idle between strings.
+    let idle: bool = observer
+        .query_one(
+            "SELECT state = 'idle' FROM pg_stat_activity WHERE pid = $1",
+            &[&pid],
+        )
+        .unwrap()
+        .get(0);
+    assert!(idle);
+    alice
+        .execute("SELECT pg_background_detach_v2($1, $2)", &[&pid, &cookie])
+        .unwrap();
+    cluster.assert_no_crash();
+}
+
+#[test]
+fn a_cancel_stops_the_running_string_and_keeps_the_worker() {
+    let cluster = cluster();
+    let mut alice = connect_as(&cluster, "alice");
+    let (pid, cookie) = launch(
+        &mut alice,
+        "SELECT pg_sleep(30); INSERT INTO done VALUES ('after the sleep')",
+    );
+    let mut observer = cluster.connect();
+    assert!(cluster.poll(Duration::from_secs(10), || {
+        observer
+            .query_one(
+                "SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'",
+                &[&pid],
+            )
+            .unwrap()
+            .get::<_, bool>(0)
+    }));
+    alice
+        .execute("SELECT pg_background_cancel_v2($1, $2)", &[&pid, &cookie])
+        .unwrap();
+    let done: bool = alice
+        .query_one(
+            "SELECT pg_background_wait_v2_timeout($1, $2, 10000)",
+            &[&pid, &cookie],
+        )
+        .unwrap()
+        .get(0);
+    assert!(done);
+    let e = alice
+        .query(
+            "SELECT * FROM pg_background_result_v2($1, $2) AS (r text)",
+            &[&pid, &cookie],
+        )
+        .unwrap_err();
+    assert_eq!(code(&e), "57014", "{e}");
+    let state: String = alice
+        .query_one(
+            "SELECT state FROM pg_background_list_v2() AS (pid int4, cookie int8, \
+               launched_at timestamptz, user_id oid, queue_size int4, state text, \
+               sql_preview text, last_error text, consumed bool) WHERE pid = $1",
+            &[&pid],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "canceled");
+
+    // The worker is still there and runs the next string.
+    alice
+        .execute(
+            "SELECT pg_background_run_v2($1, $2, 'SELECT 42')",
+            &[&pid, &cookie],
+        )
+        .unwrap();
+    let answer: i32 = alice
+        .query_one(
+            "SELECT * FROM pg_background_result_v2($1, $2) AS (x int)",
+            &[&pid, &cookie],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(answer, 42);
+    let inserted: i64 = observer
+        .query_one("SELECT count(*) FROM done", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        inserted, 0,
+        "the string after the canceled statement did not run"
+    );
+    alice
+        .execute("SELECT pg_background_detach_v2($1, $2)", &[&pid, &cookie])
+        .unwrap();
+    let stats = alice
+        .query_one(
+            "SELECT workers_launched, workers_canceled, workers_active FROM pg_background_stats_v2()",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        (
+            stats.get::<_, i64>(0),
+            stats.get::<_, i64>(1),
+            stats.get::<_, i32>(2)
+        ),
+        (1, 1, 0)
+    );
+    cluster.assert_no_crash();
+}
+
+#[test]
+fn only_the_launching_role_with_the_cookie_touches_a_job() {
+    let cluster = cluster();
+    let mut client = cluster.connect();
+    let (pid, cookie) = launch(&mut client, "SELECT 'secret'::text");
+    client.batch_execute("SET ROLE bob").unwrap();
+    for call in [
+        "SELECT * FROM pg_background_result_v2($1, $2) AS (r text)",
+        "SELECT pg_background_cancel_v2($1, $2)",
+        "SELECT pg_background_wait_v2($1, $2)",
+        "SELECT pg_background_detach_v2($1, $2)",
+        "SELECT pg_background_run_v2($1, $2, 'SELECT 1')",
+    ] {
+        let e = client.query(call, &[&pid, &cookie]).unwrap_err();
+        assert_eq!(code(&e), "42501", "{call}: {e}");
+    }
+    let listed: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_background_list_v2() AS (pid int4, cookie int8, \
+               launched_at timestamptz, user_id oid, queue_size int4, state text, \
+               sql_preview text, last_error text, consumed bool)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(listed, 0, "bob does not see the superuser's job");
+    client.batch_execute("RESET ROLE").unwrap();
+
+    let e = client
+        .query(
+            "SELECT * FROM pg_background_result_v2($1, $2) AS (r text)",
+            &[&pid, &cookie.wrapping_add(1)],
+        )
+        .unwrap_err();
+    assert_eq!(code(&e), "55000", "{e}");
+    let secret: String = client
+        .query_one(
+            "SELECT * FROM pg_background_result_v2($1, $2) AS (r text)",
+            &[&pid, &cookie],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(secret, "secret");
+
+    // Another session does not know the pid at all; PUBLIC has none of the functions.
+    let mut alice = connect_as(&cluster, "alice");
+    let e = alice
+        .query("SELECT pg_background_detach_v2($1, $2)", &[&pid, &cookie])
+        .unwrap_err();
+    assert_eq!(code(&e), "42704", "{e}");
+    client.batch_execute("CREATE ROLE carol LOGIN").unwrap();
+    let mut carol = connect_as(&cluster, "carol");
+    let e = carol
+        .query("SELECT pg_background_launch_v2('SELECT 1')", &[])
+        .unwrap_err();
+    assert_eq!(code(&e), "42501", "{e}");
+    client
+        .batch_execute("SELECT revoke_pg_background_privileges('alice')")
+        .unwrap();
+    let e = alice
+        .query("SELECT pg_background_submit_v2('SELECT 1')", &[])
+        .unwrap_err();
+    assert_eq!(code(&e), "42501", "{e}");
+    cluster.assert_no_crash();
+}
+
+#[test]
+fn submitted_output_is_dropped_and_errors_and_panics_are_reported() {
+    let cluster = cluster();
+    let mut alice = connect_as(&cluster, "alice");
+    // 300,000 rows through a 16 kB queue that nobody reads: the worker drops them.
+    let row = alice
+        .query_one(
+            "SELECT (h).pid, (h).cookie FROM (SELECT pg_background_submit_v2( \
+               'SELECT g FROM generate_series(1, 300000) g; INSERT INTO done VALUES (''submitted'')', \
+               16384) AS h) s",
+            &[],
+        )
+        .unwrap();
+    let (pid, cookie): (i32, i64) = (row.get(0), row.get(1));
+    let over: bool = alice
+        .query_one(
+            "SELECT pg_background_wait_v2_timeout($1, $2, 30000)",
+            &[&pid, &cookie],
+        )
+        .unwrap()
+        .get(0);
+    assert!(over);
+    let done: i64 = alice
+        .query_one("SELECT count(*) FROM done WHERE job = 'submitted'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(done, 1);
+    let e = alice
+        .query(
+            "SELECT * FROM pg_background_result_v2($1, $2) AS (r text)",
+            &[&pid, &cookie],
+        )
+        .unwrap_err();
+    assert_eq!(code(&e), "55000", "{e}");
+
+    // An ERROR is the result's, and the job's last_error; a panic in a function the job
+    // calls is an ERROR of that string, and the worker goes on.
+    let (pid, cookie) = launch(&mut alice, "SELECT 1/0");
+    let e = alice
+        .query(
+            "SELECT * FROM pg_background_result_v2($1, $2) AS (r int)",
+            &[&pid, &cookie],
+        )
+        .unwrap_err();
+    assert_eq!(code(&e), "22012", "{e}");
+    alice
+        .execute(
+            "SELECT pg_background_run_v2($1, $2, 'SELECT panic_with(''boom'')')",
+            &[&pid, &cookie],
+        )
+        .unwrap();
+    let e = alice
+        .query(
+            "SELECT * FROM pg_background_result_v2($1, $2) AS (r text)",
+            &[&pid, &cookie],
+        )
+        .unwrap_err();
+    assert!(message(&e).contains("boom"), "{e}");
+    let last_error: String = alice
+        .query_one(
+            "SELECT last_error FROM pg_background_list_v2() AS (pid int4, cookie int8, \
+               launched_at timestamptz, user_id oid, queue_size int4, state text, \
+               sql_preview text, last_error text, consumed bool) WHERE pid = $1",
+            &[&pid],
+        )
+        .unwrap()
+        .get(0);
+    assert!(last_error.contains("boom"), "{last_error}");
+    alice
+        .execute(
+            "SELECT pg_background_run_v2($1, $2, 'SELECT 7')",
+            &[&pid, &cookie],
+        )
+        .unwrap();
+    let seven: i32 = alice
+        .query_one(
+            "SELECT * FROM pg_background_result_v2($1, $2) AS (x int)",
+            &[&pid, &cookie],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(seven, 7);
+    alice
+        .execute("SELECT pg_background_detach_v2($1, $2)", &[&pid, &cookie])
+        .unwrap();
+    let failed: i64 = alice
+        .query_one("SELECT workers_failed FROM pg_background_stats_v2()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(failed, 1);
+    cluster.assert_no_crash();
+}
+
+#[test]
+fn worker_timeout_and_progress() {
+    let cluster = cluster();
+    let mut alice = connect_as(&cluster, "alice");
+    alice
+        .batch_execute("SET pg_background.worker_timeout = '300ms'")
+        .unwrap();
+    let (pid, cookie) = launch(&mut alice, "SELECT pg_sleep(20)");
+    let e = alice
+        .query(
+            "SELECT * FROM pg_background_result_v2($1, $2) AS (r text)",
+            &[&pid, &cookie],
+        )
+        .unwrap_err();
+    assert_eq!(code(&e), "57014", "{e}");
+    assert!(message(&e).contains("statement timeout"), "{e}");
+    alice
+        .batch_execute("RESET pg_background.worker_timeout")
+        .unwrap();
+
+    let (pid, cookie) = launch(
+        &mut alice,
+        "SELECT pg_background_progress(40, 'a message longer than sixty-four bytes is cut at a character boundary: ééééé')",
+    );
+    alice
+        .query_one("SELECT pg_background_wait_v2($1, $2)", &[&pid, &cookie])
+        .unwrap();
+    let row = alice
+        .query_one(
+            "SELECT progress_pct, progress_msg FROM pg_background_get_progress_v2($1, $2)",
+            &[&pid, &cookie],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 40);
+    let message: String = row.get(1);
+    assert!(
+        message.len() <= 64 && message.starts_with("a message longer"),
+        "{message}"
+    );
+    // Outside a background worker, progress has nowhere to go.
+    let e = alice
+        .query("SELECT pg_background_progress(1)", &[])
+        .unwrap_err();
+    assert_eq!(code(&e), "0A000", "{e}");
+    cluster.assert_no_crash();
+}
