@@ -1,5 +1,12 @@
 //! Points in time as PostgreSQL keeps them (`timestamptz`: microseconds since
 //! 2000-01-01 00:00:00 UTC), for SQL values and for measuring how long something took.
+//!
+//! ```no_run
+//! use bgworker::time::Timestamp;
+//! let started = Timestamp::now();
+//! // ... work ...
+//! bgworker::log!("took {} µs (since {started})", Timestamp::now().micros_since(started));
+//! ```
 
 use std::fmt;
 

@@ -2,6 +2,16 @@
 //! the worker got through the strings it was sent, which strings are canceled, the client's
 //! latch, and the progress the running SQL reports. It sits at the start of the session's
 //! segment; every field is an atomic, written by one side and read by the other.
+//!
+//! ```no_run
+//! # fn f(client: &bgworker::session::Client) -> bgworker::Result<()> {
+//! // The client side reads it through its Client:
+//! let (sent, done) = client.progress_counts();
+//! if let Some((percent, message)) = client.progress() {
+//!     bgworker::notice!("{done}/{sent} strings, {percent}%: {message:?}");
+//! }
+//! # Ok(()) }
+//! ```
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering::SeqCst};
@@ -11,6 +21,10 @@ use crate::latch::WakerSlot;
 
 /// The longest progress message kept, in bytes (longer ones are cut at a character
 /// boundary).
+///
+/// ```
+/// assert_eq!(bgworker::session::PROGRESS_MESSAGE_MAX, 64);
+/// ```
 pub const PROGRESS_MESSAGE_MAX: usize = 64;
 
 const MAGIC: u64 = 0x6267_7773_6573_7331; // "bgwsess1"
