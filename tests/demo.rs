@@ -72,6 +72,7 @@ fn main() {
         .preload(example("hello_world"))
         .preload(example("worker_spi"))
         .preload(example("alps"))
+        .library(example("background"))
         .setting("hello_world.naptime", "2")
         .setting("worker_spi.naptime", "1")
         .setting("worker_spi.total_workers", "1")
@@ -157,5 +158,56 @@ fn main() {
             .get::<_, bool>(0)
     });
     show(&mut client, "SELECT model, coalesce(am, am__predicted) AS manual FROM rdata.mtcars WHERE model = 'Prototype'");
+    println!("\n## background: SQL in a worker that runs as the caller, results read later\n");
+    run_extension_script(&mut client, "background");
+    show(
+        &mut client,
+        "SELECT * FROM pg_background_result(pg_background_launch( \
+           'SELECT current_user::text, count(*) FROM pg_class')) AS (who text, relations bigint)",
+    );
+    let handle = client
+        .query_one(
+            "SELECT (h).pid, (h).cookie FROM pg_background_launch_v2( \
+               'CREATE TEMP TABLE scratch AS SELECT g FROM generate_series(1, 10) g') h",
+            &[],
+        )
+        .unwrap();
+    let (pid, cookie): (i32, i64) = (handle.get(0), handle.get(1));
+    println!("   launched worker {pid} (cookie {cookie})");
+    let call = |sql: &str| {
+        sql.replace("$pid", &pid.to_string())
+            .replace("$cookie", &cookie.to_string())
+    };
+    show(
+        &mut client,
+        &call("SELECT * FROM pg_background_result_v2($pid, $cookie) AS (tag text)"),
+    );
+    println!(
+        "   the same worker runs another string in its session (its temp table is still there):"
+    );
+    show(&mut client, &call("SELECT pg_background_run_v2($pid, $cookie, 'SELECT sum(g), pg_backend_pid() FROM scratch')"));
+    show(
+        &mut client,
+        &call("SELECT * FROM pg_background_result_v2($pid, $cookie) AS (total bigint, worker int)"),
+    );
+    show(
+        &mut client,
+        &call("SELECT pg_background_run_v2($pid, $cookie, 'SELECT pg_sleep(60)')"),
+    );
+    show(
+        &mut client,
+        &call("SELECT pg_background_cancel_v2($pid, $cookie)"),
+    );
+    show(
+        &mut client,
+        &call("SELECT pg_background_wait_v2_timeout($pid, $cookie, 5000) AS over"),
+    );
+    show(&mut client, "SELECT pid, state, sql_preview FROM pg_background_list_v2() AS (pid int4, cookie int8, launched_at timestamptz, user_id oid, queue_size int4, state text, sql_preview text, last_error text, consumed bool)");
+    show(
+        &mut client,
+        &call("SELECT pg_background_detach_v2($pid, $cookie)"),
+    );
+    show(&mut client, "SELECT workers_launched, workers_completed, workers_canceled, workers_active FROM pg_background_stats_v2()");
+
     println!("\nStopping and removing the cluster.");
 }
