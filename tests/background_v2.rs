@@ -434,3 +434,31 @@ fn worker_timeout_and_progress() {
     assert_eq!(code(&e), "0A000", "{e}");
     cluster.assert_no_crash();
 }
+
+#[test]
+fn a_job_launched_by_a_security_definer_function_keeps_its_owners_rights() {
+    let cluster = cluster();
+    let mut client = cluster.connect();
+    // alice's function, run by the superuser: the job is alice's and cannot RESET ROLE to
+    // the superuser session it came from.
+    client
+        .batch_execute(
+            "CREATE FUNCTION alices_job(sql text) RETURNS SETOF text LANGUAGE sql \
+               SECURITY DEFINER SET search_path = public \
+               AS $$ SELECT * FROM pg_background_result(pg_background_launch(sql)) AS (r text) $$; \
+             ALTER FUNCTION alices_job(text) OWNER TO alice",
+        )
+        .unwrap();
+    let who: String = client
+        .query_one("SELECT * FROM alices_job('SELECT current_user::text')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(who, "alice");
+    for attempt in ["RESET ROLE; SELECT current_user::text", "SET ROLE postgres"] {
+        let e = client
+            .query("SELECT * FROM alices_job($1)", &[&attempt])
+            .unwrap_err();
+        assert_eq!(code(&e), "42501", "{attempt}: {e}");
+    }
+    cluster.assert_no_crash();
+}

@@ -185,6 +185,15 @@ pub fn current_user() -> Oid {
 /// # Ok::<(), bgworker::Error>(())
 /// ```
 pub fn has_privileges_of(role: Oid) -> Result<bool> {
+    // The catalogs are read through caches that exist only in a connected process, inside
+    // a transaction.
+    // SAFETY: plain reads of this process's state.
+    let ready = unsafe { !pg_sys::CacheMemoryContext.is_null() && pg_sys::IsTransactionState() };
+    if !ready {
+        return Err(Error::WrongContext(
+            "security::has_privileges_of reads the catalogs: call it inside a transaction".into(),
+        ));
+    }
     let me = current_user();
     // SAFETY: a catalog lookup (it may read pg_auth_members); an ERROR is caught.
     Ok(guard(|| unsafe { pg_sys::has_privs_of_role(me, role) })?)

@@ -17,6 +17,10 @@ use std::fmt;
 /// let t = Timestamp::from_micros(86_400_000_000 + 1_500_000);
 /// assert_eq!(t.to_string(), "2000-01-02 00:00:01.5+00");
 /// assert_eq!(Timestamp::from_micros(-1).to_string(), "1999-12-31 23:59:59.999999+00");
+/// // 0001-01-01 minus one day, in PostgreSQL's spelling:
+/// let bc = Timestamp::from_micros(-63_082_281_600_000_000 - 86_400_000_000);
+/// assert_eq!(bc.to_string(), "0001-12-31 00:00:00+00 BC");
+/// assert_eq!(Timestamp::from_micros(i64::MAX).to_string(), "infinity");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);
@@ -67,6 +71,11 @@ impl Timestamp {
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const DAY: i64 = 86_400_000_000;
+        match self.0 {
+            i64::MAX => return f.write_str("infinity"),
+            i64::MIN => return f.write_str("-infinity"),
+            _ => {}
+        }
         let (days, micros) = (self.0.div_euclid(DAY), self.0.rem_euclid(DAY));
         // Days since 2000-01-01 to a civil date (Howard Hinnant's algorithm, shifted to
         // start at 0000-03-01).
@@ -79,10 +88,16 @@ impl fmt::Display for Timestamp {
         let day = doy - (153 * mp + 2) / 5 + 1;
         let month = if mp < 10 { mp + 3 } else { mp - 9 };
         let year = yoe + era * 400 + i64::from(month <= 2);
+        // There is no year 0: 1 BC precedes 1 AD.
+        let (shown, era_suffix) = if year > 0 {
+            (year, "")
+        } else {
+            (1 - year, " BC")
+        };
         let seconds = micros / 1_000_000;
         write!(
             f,
-            "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+            "{shown:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
             seconds / 3600,
             seconds / 60 % 60,
             seconds % 60
@@ -92,6 +107,6 @@ impl fmt::Display for Timestamp {
             let digits = format!("{fraction:06}");
             write!(f, ".{}", digits.trim_end_matches('0'))?;
         }
-        f.write_str("+00")
+        write!(f, "+00{era_suffix}")
     }
 }

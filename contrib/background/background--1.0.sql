@@ -26,7 +26,7 @@ CREATE FUNCTION "pg_background_wait_v2"("pid" integer, "cookie" bigint) RETURNS 
 
 -- The functions that start, read or steer workers, for the grant helpers below.
 CREATE FUNCTION background_functions() RETURNS regprocedure[]
-LANGUAGE sql IMMUTABLE SET search_path = pg_catalog AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog AS $$
     SELECT ARRAY[
         '@extschema@.pg_background_launch(text, int4)',
         '@extschema@.pg_background_result(int4)',

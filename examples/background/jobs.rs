@@ -11,6 +11,11 @@ use bgworker::time::Timestamp;
 
 use crate::{Background, DEFAULT_QUEUE_SIZE, MAX_WORKERS, WORKER_TIMEOUT};
 
+/// The smallest and largest reply queues a launch may ask for (pg_background's bounds:
+/// room for a message, and 256 MB).
+const MIN_QUEUE_SIZE: i32 = 4096;
+const MAX_QUEUE_SIZE: i32 = 256 * 1024 * 1024;
+
 /// One launched worker and its bookkeeping.
 pub struct Job {
     pub client: Client,
@@ -82,6 +87,13 @@ pub fn launch(sql: &str, queue_size: i32, results: bool) -> Result<(i32, i64)> {
             .into())
         }
         0 => DEFAULT_QUEUE_SIZE.get(),
+        n if !(MIN_QUEUE_SIZE..=MAX_QUEUE_SIZE).contains(&n) => {
+            return Err(PgError::new(
+                SqlState::INVALID_PARAMETER_VALUE,
+                format!("queue size must be between {MIN_QUEUE_SIZE} and {MAX_QUEUE_SIZE} bytes"),
+            )
+            .into())
+        }
         n => n,
     };
     let limit = MAX_WORKERS.get();
@@ -128,7 +140,11 @@ pub fn launch(sql: &str, queue_size: i32, results: bool) -> Result<(i32, i64)> {
         canceled: false,
     };
     let cookie = job.cookie;
-    JOBS.with(|jobs| jobs.borrow_mut().insert(pid, job));
+    // A pid this session still holds a job for was reused by the system after that
+    // worker exited: that job is over; count it and forget it.
+    if let Some(stale) = JOBS.with(|jobs| jobs.borrow_mut().insert(pid, job)) {
+        retire(stale);
+    }
     update_stats(|s| s.launched += 1);
     Ok((pid, cookie))
 }

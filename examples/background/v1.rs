@@ -19,6 +19,10 @@ bgworker::sql_function! {
     fn pg_background_result(pid: i32) -> SetOfRecord {
         let mut rows = RecordSet::for_current_call()?;
         let mut job = jobs::take(pid, None)?;
+        if let Err(e) = crate::v2::check_readable(pid, &job) {
+            jobs::put(pid, job);
+            return Err(e);
+        }
         let read = crate::v2::read_result(pid, &mut job, &mut rows);
         jobs::retire(job);
         read.map(|()| rows.finish())

@@ -70,8 +70,8 @@ bgworker::sql_function! {
     }
 }
 
-/// Reads the next unread string's result of `job` into `rows`, remembering its ERROR.
-pub fn read_result(pid: i32, job: &mut Job, rows: &mut RecordSet) -> Result<()> {
+/// Refuses to read a result where there is none to read.
+pub fn check_readable(pid: i32, job: &Job) -> Result<()> {
     if job.results_disabled {
         return Err(PgError::new(
             SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -86,6 +86,12 @@ pub fn read_result(pid: i32, job: &mut Job, rows: &mut RecordSet) -> Result<()> 
         )
         .into());
     }
+    Ok(())
+}
+
+/// Reads the next unread string's result of `job` into `rows`, remembering its ERROR.
+pub fn read_result(pid: i32, job: &mut Job, rows: &mut RecordSet) -> Result<()> {
+    check_readable(pid, job)?;
     job.read += 1;
     job.client.forward(rows).inspect_err(|e| {
         job.last_error = Some(e.to_pg_error().message);

@@ -216,6 +216,9 @@ fn execute(sql: &str) -> Result<bool> {
 
 /// Ends a string: its ERROR if any, then ready-for-query; whether it succeeded.
 fn finish(failure: Option<&PgError>) -> Result<bool> {
+    // The string is over: a cancel arriving now (say while the reply queue is full) is for
+    // nothing that still runs, and must not turn into an ERROR of the reporting itself.
+    let _hold = CancelHoldoff::new();
     if let Some(e) = failure {
         // The worker's own log says what failed, as a backend's would.
         crate::elog::report_error(crate::elog::Level::LogServerOnly, e);
@@ -241,6 +244,45 @@ fn finish(failure: Option<&PgError>) -> Result<bool> {
         pg_sys::pgstat_report_activity(state, std::ptr::null())
     })?;
     Ok(failure.is_none())
+}
+
+/// Holds off query cancels while alive (`QueryCancelHoldoffCount`): a SIGINT stays pending
+/// instead of raising an ERROR at the next interrupt check.
+struct CancelHoldoff;
+
+impl CancelHoldoff {
+    fn new() -> CancelHoldoff {
+        // SAFETY: a counter of this process, read by ProcessInterrupts in the same thread.
+        unsafe { pg_sys::QueryCancelHoldoffCount += 1 };
+        CancelHoldoff
+    }
+}
+
+impl Drop for CancelHoldoff {
+    fn drop(&mut self) {
+        // SAFETY: as above; an ERROR in between reset the counter to 0 (errfinish does).
+        unsafe {
+            pg_sys::QueryCancelHoldoffCount = pg_sys::QueryCancelHoldoffCount.saturating_sub(1)
+        };
+    }
+}
+
+/// Sets whether query cancels wait (`true`: between strings, where a cancel has nothing to
+/// stop and would otherwise end the worker while it waits for the next request).
+fn hold_cancels(hold: bool) {
+    // SAFETY: a counter of this process; only the serving loop sets it absolutely, outside
+    // any nested holdoff.
+    unsafe { pg_sys::QueryCancelHoldoffCount = u32::from(hold) };
+}
+
+/// What PostgreSQL does when a client's string fails before it runs inside an open
+/// transaction block: the block fails (a later COMMIT rolls back).
+fn recover_block() -> Result<()> {
+    // SAFETY: reads the transaction state.
+    if guard(|| unsafe { pg_sys::IsTransactionBlock() })? {
+        recover()?;
+    }
+    Ok(())
 }
 
 /// A worker's side of a session a [`Client`] started: connects to the caller's database as
@@ -271,26 +313,40 @@ pub fn serve(main_arg: i64) -> Result<()> {
     let (database, session_user, current_user) = (word(0)?, word(4)?, word(8)?);
     let arg = main_arg as u64;
     let (segment_handle, queue) = (arg as u32, (arg >> 32) as usize);
+    hold_cancels(true);
     let segment: &'static Segment = Box::leak(Box::new(Segment::attach(segment_handle)?));
-    // Attached: the segment lives as long as this process, so the client's pin can go.
-    Segment::release(segment_handle)?;
-    // SAFETY: the segment is mapped for the rest of the process (leaked above), and the
-    // client wrote a control block at its start before launching this worker.
+    if segment.size() < CONTROL_SIZE {
+        return Err(Error::msg("a background session segment is too small"));
+    }
+    // SAFETY: the segment is mapped for the rest of the process (leaked above) and has
+    // room for a control block (checked above), which the client wrote before launching
+    // this worker (the magic number says so).
     let control = unsafe { Control::attach(segment.base()) }?;
-    let mut requests = segment.receiver(CONTROL_SIZE, None)?;
-    // Output goes to the client from here on, so that a failure to connect (a database or
-    // role dropped meanwhile) reaches it as an ERROR.
-    let mut session = redirect_output(segment, CONTROL_SIZE + queue)?;
     // SAFETY: a plain read of this process's pid.
     control
         .worker_pid
         .store(unsafe { pg_sys::MyProcPid }, SeqCst);
+    // Attached: the segment lives as long as this process, so the client's pin can go
+    // (the client releases it instead only while no worker pid is recorded).
+    Segment::release(segment_handle)?;
+    let mut requests = segment.receiver(CONTROL_SIZE, None)?;
+    // Output goes to the client from here on, so that a failure to connect (a database or
+    // role dropped meanwhile) reaches it as an ERROR.
+    let mut session = redirect_output(segment, CONTROL_SIZE + queue)?;
     control::set_serving(control);
     crate::worker::connect(
         crate::worker::Connection::new(crate::worker::Database::Oid(database))
             .role(crate::worker::Role::Oid(session_user)),
     )?;
-    if current_user != session_user {
+    let security_context = word(12)? as i32;
+    if security_context & pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32 != 0 {
+        // Launched from a SECURITY DEFINER function: the job has that function's owner's
+        // rights and, as in the function, may not SET ROLE or RESET ROLE out of them (to
+        // the caller's session user, who may have more).
+        // SAFETY: sets this process's current user and security context, outside any
+        // transaction; transactions restore them to these values when they end.
+        guard(|| unsafe { pg_sys::SetUserIdAndSecContext(current_user, security_context) })?;
+    } else if current_user != session_user {
         crate::xact::transaction(|spi| {
             let name: String = spi.query_one("SELECT $1::regrole::text", &[&current_user])?;
             spi.execute("SELECT pg_catalog.set_config('role', $1, false)", &[&name])?;
@@ -354,19 +410,23 @@ fn run_numbered<'t>(
     // SAFETY: a flag of this process that the SIGINT handler sets; clearing it is what
     // PostgreSQL does before reading a client's next query.
     unsafe { std::ptr::write_volatile(&raw mut pg_sys::QueryCancelPending, 0) };
+    hold_cancels(false);
     control.running.store(number, SeqCst);
-    let outcome = if number <= control.cancel_upto.load(SeqCst) {
-        let canceled = PgError::new(
+    let text = if number <= control.cancel_upto.load(SeqCst) {
+        Err(PgError::new(
             SqlState::QUERY_CANCELED,
             "canceling statement due to user request",
-        );
-        finish(Some(&canceled)).map(drop)
+        ))
     } else {
-        match prepare() {
-            Ok(text) => session.execute(text).map(drop),
-            Err(e) => finish(Some(&e)).map(drop),
-        }
+        prepare()
     };
+    let outcome = match text {
+        Ok(text) => session.execute(text).map(drop),
+        // An ERROR before the string runs fails an open transaction block, as one while
+        // it runs would, so that a later COMMIT cannot commit what came before.
+        Err(e) => recover_block().and_then(|()| finish(Some(&e))).map(drop),
+    };
+    hold_cancels(true);
     control.running.store(0, SeqCst);
     control.done.store(number, SeqCst);
     control.client.wake();
@@ -429,8 +489,14 @@ impl Client {
     /// Sends a SQL string to run; its replies end with [`Reply::Ready`].
     pub fn send(&mut self, sql: &str) -> Result<()> {
         self.check_usable()?;
+        // Counted first, so the worker never finishes a string the count does not include;
+        // a send that fails part-way breaks the session (nothing more may be sent).
         self.control.sent.fetch_add(1, SeqCst);
-        self.request(b'Q', sql)
+        let sent = self.request(b'Q', sql);
+        if sent.is_err() {
+            self.broken = true;
+        }
+        sent
     }
 
     /// Refuses a session whose queue may still hold replies of a string read part-way.
@@ -467,12 +533,19 @@ impl Client {
             .into());
         }
         let settings = capture_settings()?;
-        // SAFETY: plain reads of this backend's identity.
+        let (mut user, mut security_context) = (0, 0);
+        let (u, c) = (
+            &mut user as *mut pg_sys::Oid,
+            &mut security_context as *mut i32,
+        );
+        // SAFETY: plain reads of this backend's identity; the out pointers are valid.
         let ids = unsafe {
+            pg_sys::GetUserIdAndSecContext(u, c);
             [
                 pg_sys::MyDatabaseId,
                 pg_sys::GetSessionUserId(),
-                pg_sys::GetUserId(),
+                user,
+                security_context as u32,
             ]
         };
         let extra: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
