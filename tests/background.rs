@@ -232,7 +232,15 @@ fn workers_show_in_pg_stat_activity_and_big_results_stream() {
 
 #[test]
 fn a_caller_that_disconnects_leaves_no_worker_behind() {
+    // Without the pool, the worker exits; with it, it goes back to the pool, idle.
     let cluster = cluster();
+    let mut admin = cluster.connect();
+    admin.batch_execute("LOAD 'background'").unwrap();
+    admin
+        .batch_execute("ALTER SYSTEM SET pg_background.pool_max_workers = 0")
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     let mut client = cluster.connect();
     client
         .query_one(
@@ -247,6 +255,30 @@ fn a_caller_that_disconnects_leaves_no_worker_behind() {
             .query_one(
                 "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'pg_background'",
                 &[],
+            )
+            .unwrap()
+            .get::<_, bool>(0)
+    }));
+
+    admin
+        .batch_execute("ALTER SYSTEM RESET pg_background.pool_max_workers")
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut client = cluster.connect();
+    let pid: i32 = client
+        .query_one(
+            "SELECT pg_background_launch('SELECT g, repeat(''x'', 200) FROM generate_series(1, 300000) g')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    drop(client);
+    assert!(cluster.poll(Duration::from_secs(60), || {
+        observer
+            .query_one(
+                "SELECT state = 'idle' AND submitter IS NULL FROM pg_background_jobs WHERE pid = $1",
+                &[&pid],
             )
             .unwrap()
             .get::<_, bool>(0)

@@ -286,6 +286,31 @@ impl Waker {
         true
     }
 
+    /// Whether the process this waker was made for still owns its latch (has not exited).
+    ///
+    /// ```no_run
+    /// assert!(bgworker::latch::Waker::current()?.alive());
+    /// # Ok::<(), bgworker::Error>(())
+    /// ```
+    pub fn alive(self) -> bool {
+        // SAFETY: as in `wake`.
+        let global = unsafe { pg_sys::ProcGlobal };
+        if global.is_null() {
+            return false;
+        }
+        // SAFETY: as in `wake`.
+        let (first, count) = unsafe { ((*global).allProcs, (*global).allProcCount) };
+        if self.procno >= count {
+            return false;
+        }
+        // SAFETY: procno < allProcCount: an element of the PGPROC array; a racy read of the
+        // owner's pid, as in `wake`.
+        unsafe {
+            let latch = &raw const (*first.add(self.procno as usize)).procLatch;
+            std::ptr::read_volatile(&raw const (*latch).owner_pid) == self.pid
+        }
+    }
+
     fn to_bits(self) -> u64 {
         (u64::from(self.procno) << 32) | u64::from(self.pid as u32)
     }

@@ -15,6 +15,7 @@ CREATE FUNCTION "pg_background_get_progress_v2"("pid" integer, "cookie" bigint) 
 CREATE FUNCTION "pg_background_launch_v2"("sql" text, "queue_size" integer DEFAULT 0) RETURNS pg_background_handle AS 'MODULE_PATHNAME', 'pg_background_launch_v2' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "pg_background_launch"("sql" text, "queue_size" integer DEFAULT 0) RETURNS integer AS 'MODULE_PATHNAME', 'pg_background_launch' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "pg_background_list_v2"() RETURNS SETOF record AS 'MODULE_PATHNAME', 'pg_background_list_v2' LANGUAGE c VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION "pg_background_pool_jobs"() RETURNS SETOF record AS 'MODULE_PATHNAME', 'pg_background_pool_jobs' LANGUAGE c VOLATILE PARALLEL UNSAFE;
 CREATE FUNCTION "pg_background_progress"("pct" integer, "msg" text DEFAULT NULL) RETURNS void AS 'MODULE_PATHNAME', 'pg_background_progress' LANGUAGE c VOLATILE PARALLEL UNSAFE;
 CREATE FUNCTION "pg_background_result_v2"("pid" integer, "cookie" bigint) RETURNS SETOF record AS 'MODULE_PATHNAME', 'pg_background_result_v2' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "pg_background_result"("pid" integer) RETURNS SETOF record AS 'MODULE_PATHNAME', 'pg_background_result' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
@@ -43,7 +44,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog AS $$
         '@extschema@.pg_background_list_v2()',
         '@extschema@.pg_background_stats_v2()',
         '@extschema@.pg_background_progress(int4, text)',
-        '@extschema@.pg_background_get_progress_v2(int4, int8)'
+        '@extschema@.pg_background_get_progress_v2(int4, int8)',
+        '@extschema@.pg_background_pool_jobs()'
     ]::regprocedure[]
 $$;
 
@@ -57,6 +59,14 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- The cluster's pooled workers and their jobs, from shared memory: a role sees those of
+-- the roles it has the privileges of (a superuser sees all).
+CREATE VIEW pg_background_jobs AS
+    SELECT * FROM pg_background_pool_jobs()
+        AS (pid int4, database oid, role oid, state text, submitter int4,
+            started timestamptz, query text, jobs_done int8);
+REVOKE ALL ON pg_background_jobs FROM PUBLIC;
 
 -- GRANTs (or REVOKEs) EXECUTE on every function of the extension to (from) a role; true
 -- when done. With print_commands, each command is shown as an INFO.
@@ -73,6 +83,11 @@ BEGIN
             RAISE INFO '%', command;
         END IF;
     END LOOP;
+    command := format('GRANT SELECT ON @extschema@.pg_background_jobs TO %I', role_name);
+    EXECUTE command;
+    IF print_commands THEN
+        RAISE INFO '%', command;
+    END IF;
     RETURN true;
 END
 $$;
@@ -90,6 +105,11 @@ BEGIN
             RAISE INFO '%', command;
         END IF;
     END LOOP;
+    command := format('REVOKE SELECT ON @extschema@.pg_background_jobs FROM %I', role_name);
+    EXECUTE command;
+    IF print_commands THEN
+        RAISE INFO '%', command;
+    END IF;
     RETURN true;
 END
 $$;

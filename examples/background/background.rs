@@ -1,7 +1,9 @@
 //! background: run SQL in a background worker and collect its result later, with
 //! pg_background's SQL API (version 1: launch, result, detach; version 2: handles with
 //! cookies, submit, cancel, wait, list, statistics, progress), plus `pg_background_run_v2`
-//! to hand a worker another string, all on `bgworker::session`.
+//! to hand a worker another string, warm workers from a pool shared by the cluster's
+//! sessions (`pg_background.pool_max_workers`), and `pg_background_jobs`, a view of them;
+//! all on `bgworker::session`.
 //!
 //! ```sql
 //! SELECT pg_background_launch('VACUUM (VERBOSE) big_table');          -- the worker's pid
@@ -14,6 +16,7 @@
 //! `shared_preload_libraries` needed.
 
 mod jobs;
+mod pool;
 mod v1;
 mod v2;
 
@@ -35,6 +38,52 @@ impl Worker for Background {
 }
 
 bgworker::export_worker!(Background, "pg_background_main");
+
+/// A warm worker of the pool: serves one job after another for one database and role.
+pub struct PooledBackground;
+
+impl Worker for PooledBackground {
+    const NAME: &'static str = "pg_background pooled";
+    const TYPE: &'static str = "pg_background";
+    const DATABASE_CONNECTION: bool = true;
+
+    fn main(arg: i64) -> Result<()> {
+        bgworker::session::pool::serve(arg)
+    }
+}
+
+bgworker::export_worker!(PooledBackground, "pg_background_pooled_main");
+
+/// How many warm workers the cluster keeps (0: a fresh worker for every job).
+static POOL_MAX_WORKERS: GucInt = GucInt::new(
+    c"pg_background.pool_max_workers",
+    c"Maximum number of pooled background workers in the cluster (0: no pool).",
+    8,
+    0,
+    bgworker::session::pool::MAX_POOLED as i32,
+)
+.context(GucContext::Sighup);
+
+/// How many launches may wait for a pooled worker.
+static MAX_QUEUED_JOBS: GucInt = GucInt::new(
+    c"pg_background.max_queued_jobs",
+    c"Maximum number of launches waiting for a pooled background worker.",
+    64,
+    1,
+    bgworker::session::pool::MAX_WAITING as i32,
+)
+.context(GucContext::Sighup);
+
+/// How long a pooled worker waits for its next job.
+static POOL_IDLE_TIMEOUT: GucInt = GucInt::new(
+    c"pg_background.pool_idle_timeout",
+    c"Time an idle pooled background worker waits for a job before it exits.",
+    60,
+    1,
+    86_400,
+)
+.context(GucContext::Sighup)
+.unit(Unit::Seconds);
 
 /// How many workers one session may have attached at once.
 static MAX_WORKERS: GucInt = GucInt::new(
@@ -69,5 +118,8 @@ bgworker::pg_init!({
     MAX_WORKERS.define()?;
     DEFAULT_QUEUE_SIZE.define()?;
     WORKER_TIMEOUT.define()?;
+    POOL_MAX_WORKERS.define()?;
+    MAX_QUEUED_JOBS.define()?;
+    POOL_IDLE_TIMEOUT.define()?;
     guc::reserve_prefix(c"pg_background")
 });

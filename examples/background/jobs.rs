@@ -6,10 +6,10 @@ use std::collections::HashMap;
 
 use bgworker::prelude::*;
 use bgworker::security;
-use bgworker::session::{Client, State};
+use bgworker::session::{pool, Client, State};
 use bgworker::time::Timestamp;
 
-use crate::{Background, DEFAULT_QUEUE_SIZE, MAX_WORKERS, WORKER_TIMEOUT};
+use crate::{Background, PooledBackground, DEFAULT_QUEUE_SIZE, MAX_WORKERS, WORKER_TIMEOUT};
 
 /// The smallest and largest reply queues a launch may ask for (pg_background's bounds:
 /// room for a message, and 256 MB).
@@ -108,22 +108,23 @@ pub fn launch(sql: &str, queue_size: i32, results: bool) -> Result<(i32, i64)> {
         .with_hint("Detach finished workers, or raise pg_background.max_workers.")
         .into());
     }
-    let mut client = Client::launch(Background::builder(), size as usize)?;
+    let mut client = match crate::POOL_MAX_WORKERS.get() {
+        0 => Client::launch(Background::builder(), size as usize)?,
+        workers => Client::from_pool(
+            PooledBackground::builder(),
+            size as usize,
+            pool::Limits {
+                workers: workers as usize,
+                waiting: crate::MAX_QUEUED_JOBS.get() as usize,
+                idle_timeout_secs: crate::POOL_IDLE_TIMEOUT.get() as u32,
+            },
+        )?,
+    };
     if WORKER_TIMEOUT.get() > 0 {
         client.configure("statement_timeout", &WORKER_TIMEOUT.get().to_string())?;
     }
     client.send(sql)?;
-    let pid = match client.worker().wait_for_startup()? {
-        worker::Status::Started(pid) => pid,
-        _ => {
-            return Err(PgError::new(
-                SqlState::INSUFFICIENT_RESOURCES,
-                "could not start background process",
-            )
-            .with_hint("More details may be available in the server log.")
-            .into())
-        }
-    };
+    let pid = client.wait_for_start()?;
     if !results {
         client.ignore_replies();
     }

@@ -137,7 +137,7 @@ bgworker::sql_function! {
         jobs::using(pid, Some(cookie), |job| {
             cancel(job)?;
             if !job.client.wait(Some(grace))? {
-                job.client.worker().terminate()?;
+                job.client.terminate()?;
             }
             Ok(())
         })

@@ -222,3 +222,46 @@ pgsys_tupdesc_attr(TupleDesc desc, int i)
 {
 	return TupleDescAttr(desc, i);
 }
+
+/*
+ * libpq/libpq.h's PQcommMethods, declared here without that header (it needs GSSAPI's
+ * headers on builds configured with GSSAPI); identical in PostgreSQL 14 to 18.
+ */
+typedef struct PgsysCommMethods
+{
+	void		(*comm_reset) (void);
+	int			(*flush) (void);
+	int			(*flush_if_writable) (void);
+	bool		(*is_send_pending) (void);
+	int			(*putmessage) (char msgtype, const char *s, size_t len);
+	void		(*putmessage_noblock) (char msgtype, const char *s, size_t len);
+} PgsysCommMethods;
+
+extern PGDLLIMPORT const PgsysCommMethods *PqCommMethods;
+
+static PgsysCommMethods pgsys_held_methods;
+static const PgsysCommMethods *pgsys_inner_methods;
+
+static int
+pgsys_putmessage_holding_cancels(char msgtype, const char *s, size_t len)
+{
+	int			result;
+
+	QueryCancelHoldoffCount++;
+	result = pgsys_inner_methods->putmessage(msgtype, s, len);
+	/* An ERROR (which resets the count) does not come back here. */
+	if (QueryCancelHoldoffCount > 0)
+		QueryCancelHoldoffCount--;
+	return result;
+}
+
+void
+pgsys_hold_cancels_while_sending(void)
+{
+	if (PqCommMethods == &pgsys_held_methods)
+		return;
+	pgsys_inner_methods = PqCommMethods;
+	pgsys_held_methods = *PqCommMethods;
+	pgsys_held_methods.putmessage = pgsys_putmessage_holding_cancels;
+	PqCommMethods = &pgsys_held_methods;
+}

@@ -71,6 +71,14 @@ extern uint64 pgsys_atomic_read_u64(volatile pg_atomic_uint64 *ptr);
 extern uint64 pgsys_atomic_fetch_add_u64(volatile pg_atomic_uint64 *ptr, int64 add);
 extern void pgsys_atomic_write_u64(volatile pg_atomic_uint64 *ptr, uint64 val);
 
+/*
+ * Wraps the current client output methods (after pq_redirect_to_shm_mq) so that a query
+ * cancel waits while a protocol message is being sent: an ERROR raised inside pqmq's send
+ * would leave it marked busy for the rest of the process, and the next message would
+ * detach the queue.
+ */
+extern void pgsys_hold_cancels_while_sending(void);
+
 #endif							/* PGSYS_SHIM_H */
 
 /* TupleDescAttr(): the attribute array moved behind compact attributes in 18. */

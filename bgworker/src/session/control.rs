@@ -37,6 +37,8 @@ pub(crate) struct Control {
     magic: AtomicU64,
     /// The worker's pid once it attached; 0 before.
     pub(crate) worker_pid: AtomicI32,
+    /// The size of each of the two queues after the block.
+    pub(crate) queue_size: AtomicU64,
     /// Strings the client has sent (the client writes it before sending each).
     pub(crate) sent: AtomicU64,
     /// Strings the worker has finished, successfully or not.
@@ -62,11 +64,12 @@ impl Control {
     /// # Safety
     /// `at` is 8-byte aligned, `CONTROL_SIZE` writable bytes of a segment nobody else uses
     /// yet.
-    pub(crate) unsafe fn create(at: *mut u8) -> &'static Control {
+    pub(crate) unsafe fn create(at: *mut u8, queue_size: usize) -> &'static Control {
         let control = at as *mut Control;
         // SAFETY: per the contract; all-zero is a valid value of every field.
         unsafe {
             std::ptr::write_bytes(at, 0, CONTROL_SIZE);
+            (*control).queue_size.store(queue_size as u64, SeqCst);
             (*control).magic.store(MAGIC, SeqCst);
             &*control
         }
@@ -150,6 +153,11 @@ thread_local! {
 
 pub(crate) fn set_serving(control: &'static Control) {
     SERVING.with(|s| s.set(Some(control)));
+}
+
+/// Forgets the control block of a job that is over (its segment is about to go).
+pub(crate) fn clear_serving() {
+    SERVING.with(|s| s.set(None));
 }
 
 /// Reports the progress of the SQL this worker runs for a [`Client`](super::Client): a

@@ -35,6 +35,8 @@
 //! ```
 
 mod control;
+pub mod pool;
+mod server;
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_long, CString};
@@ -79,7 +81,10 @@ pub fn redirect_output(segment: &'static Segment, offset: usize) -> Result<Sessi
     let (seg, mq) = (segment.raw(), sender.raw());
     // SAFETY: the segment lives for the rest of the process ('static) and so does the queue
     // handle (not dropped below); from now on the protocol messages go to the queue.
-    guard(|| unsafe { pg_sys::pq_redirect_to_shm_mq(seg, mq) })?;
+    guard(|| unsafe {
+        pg_sys::pq_redirect_to_shm_mq(seg, mq);
+        pg_sys::pgsys_hold_cancels_while_sending();
+    })?;
     std::mem::forget(sender);
     Ok(Session {
         _not_send: PhantomData,
@@ -107,6 +112,13 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session whose output the caller redirects itself (a pooled worker, per job).
+    pub(crate) fn new() -> Session {
+        Session {
+            _not_send: PhantomData,
+        }
+    }
+
     /// Runs `sql` as the simple query protocol does and sends the results, command tags,
     /// notices and any ERROR to the redirected output, then ready-for-query. Returns whether
     /// every statement succeeded (an ERROR has been sent and rolled back otherwise).
@@ -303,97 +315,14 @@ fn recover_block() -> Result<()> {
 /// # fn main() {}
 /// ```
 pub fn serve(main_arg: i64) -> Result<()> {
-    let extra = crate::worker::extra().unwrap_or_default();
-    let word = |i: usize| {
-        extra
-            .get(i..i + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-            .ok_or_else(|| Error::msg("a background session worker needs its caller in bgw_extra"))
-    };
-    let (database, session_user, current_user) = (word(0)?, word(4)?, word(8)?);
-    let arg = main_arg as u64;
-    let (segment_handle, queue) = (arg as u32, (arg >> 32) as usize);
     hold_cancels(true);
-    let segment: &'static Segment = Box::leak(Box::new(Segment::attach(segment_handle)?));
-    if segment.size() < CONTROL_SIZE {
-        return Err(Error::msg("a background session segment is too small"));
-    }
-    // SAFETY: the segment is mapped for the rest of the process (leaked above) and has
-    // room for a control block (checked above), which the client wrote before launching
-    // this worker (the magic number says so).
-    let control = unsafe { Control::attach(segment.base()) }?;
-    // SAFETY: a plain read of this process's pid.
-    control
-        .worker_pid
-        .store(unsafe { pg_sys::MyProcPid }, SeqCst);
-    // Attached: the segment lives as long as this process, so the client's pin can go
-    // (the client releases it instead only while no worker pid is recorded).
-    Segment::release(segment_handle)?;
-    let mut requests = segment.receiver(CONTROL_SIZE, None)?;
+    let caller = server::Caller::from_extra()?;
+    let mut job = server::Job::attach(main_arg as u64 as u32)?;
     // Output goes to the client from here on, so that a failure to connect (a database or
     // role dropped meanwhile) reaches it as an ERROR.
-    let mut session = redirect_output(segment, CONTROL_SIZE + queue)?;
-    control::set_serving(control);
-    crate::worker::connect(
-        crate::worker::Connection::new(crate::worker::Database::Oid(database))
-            .role(crate::worker::Role::Oid(session_user)),
-    )?;
-    let security_context = word(12)? as i32;
-    if security_context & pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32 != 0 {
-        // Launched from a SECURITY DEFINER function: the job has that function's owner's
-        // rights and, as in the function, may not SET ROLE or RESET ROLE out of them (to
-        // the caller's session user, who may have more).
-        // SAFETY: sets this process's current user and security context, outside any
-        // transaction; transactions restore them to these values when they end.
-        guard(|| unsafe { pg_sys::SetUserIdAndSecContext(current_user, security_context) })?;
-    } else if current_user != session_user {
-        crate::xact::transaction(|spi| {
-            let name: String = spi.query_one("SELECT $1::regrole::text", &[&current_user])?;
-            spi.execute("SELECT pg_catalog.set_config('role', $1, false)", &[&name])?;
-            Ok(())
-        })?;
-    }
-    let mut settings: Option<String> = None;
-    let mut number = 0u64;
-    while let Some(message) = requests.receive()? {
-        let (kind, body) = message.split_first().unwrap_or((&0, &[]));
-        let text = std::str::from_utf8(body);
-        match kind {
-            b'S' => {
-                // Settings add up until the next string, which applies them first.
-                let text = String::from_utf8_lossy(body);
-                match settings.as_mut() {
-                    Some(pending) if !pending.is_empty() && !text.is_empty() => {
-                        pending.push('\0');
-                        pending.push_str(&text);
-                    }
-                    Some(pending) if pending.is_empty() => *pending = text.into_owned(),
-                    Some(_) => {}
-                    None => settings = Some(text.into_owned()),
-                }
-            }
-            b'Q' => {
-                number += 1;
-                run_numbered(&mut session, control, number, || {
-                    let Ok(text) = text else {
-                        return Err(PgError::new(
-                            SqlState::CHARACTER_NOT_IN_REPERTOIRE,
-                            "a background session request is not valid UTF-8",
-                        ));
-                    };
-                    // The caller's settings, before its first string: a setting this
-                    // worker cannot take is that string's ERROR, never a silently
-                    // different setup.
-                    if let Some(pending) = settings.take() {
-                        apply_settings(&pending).map_err(|e| e.to_pg_error())?;
-                    }
-                    Ok(text)
-                })?;
-            }
-            _ => return Err(Error::msg("unknown background session request")),
-        }
-    }
-    Ok(())
+    job.redirect_output()?;
+    caller.connect()?;
+    job.serve(&mut Session::new())
 }
 
 /// Runs the client's string number `number` (what `prepare` returns, or its ERROR), unless
@@ -478,7 +407,10 @@ pub struct Client {
     /// `None` once [`Client::ignore_replies`] detached it.
     from_worker: Option<Receiver<'static>>,
     control: &'static Control,
-    worker: Box<Handle>,
+    /// The worker's handle, when this client launched it.
+    handle: Option<Box<Handle>>,
+    /// The pool slot and its generation, when a pooled worker serves this client.
+    pooled: Option<(usize, u32)>,
     segment: Box<Segment>,
     /// Set while [`Client::forward`] reads a string's replies; still set if it stopped
     /// before the end, when the queue may hold replies of that string.
@@ -491,6 +423,9 @@ impl Client {
         self.check_usable()?;
         // Counted first, so the worker never finishes a string the count does not include;
         // a send that fails part-way breaks the session (nothing more may be sent).
+        if let Some((slot, generation)) = self.pooled {
+            pool::set_preview(slot, generation, self.segment.handle(), sql)?;
+        }
         self.control.sent.fetch_add(1, SeqCst);
         let sent = self.request(b'Q', sql);
         if sent.is_err() {
@@ -533,76 +468,194 @@ impl Client {
             .into());
         }
         let settings = capture_settings()?;
-        let (mut user, mut security_context) = (0, 0);
-        let (u, c) = (
-            &mut user as *mut pg_sys::Oid,
-            &mut security_context as *mut i32,
-        );
-        // SAFETY: plain reads of this backend's identity; the out pointers are valid.
-        let ids = unsafe {
-            pg_sys::GetUserIdAndSecContext(u, c);
-            [
-                pg_sys::MyDatabaseId,
-                pg_sys::GetSessionUserId(),
-                user,
-                security_context as u32,
-            ]
-        };
-        let extra: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
-        let mut client = Client::launch_with(builder.extra(extra), queue_size)?;
+        let (_, extra) = server::Caller::current();
+        let mut client = Client::launch_with(builder.extra(extra), queue_size, 0)?;
         client.request(b'S', &settings)?;
         Ok(client)
     }
 
-    /// Creates the segment (the control block, then two queues of `queue_size` bytes:
-    /// requests, replies) and launches the worker with it.
-    fn launch_with(builder: Builder, queue_size: usize) -> Result<Client> {
-        if queue_size > u32::MAX as usize {
-            return Err(Error::msg("a session queue is at most 4 GB"));
+    /// Like [`Client::launch`], but served by a warm worker of this backend's database and
+    /// role from the cluster's [`pool`] when one is idle, else by a new pooled worker
+    /// (`builder`'s main calls [`pool::serve`]); when the pool is full, waits in the pool's
+    /// admission queue (an ERROR when that is full too). The worker goes back to the pool
+    /// when the client is dropped. Inside a SECURITY DEFINER function the worker is not
+    /// pooled (its security context is the caller's own).
+    pub fn from_pool(builder: Builder, queue_size: usize, limits: pool::Limits) -> Result<Client> {
+        // SAFETY: reads this backend's security context.
+        if guard(|| unsafe { pg_sys::InSecurityRestrictedOperation() })? {
+            return Err(PgError::new(
+                SqlState::INSUFFICIENT_PRIVILEGE,
+                "cannot start a background session within a security-restricted operation",
+            )
+            .into());
         }
-        let segment = Box::new(Segment::create(CONTROL_SIZE + 2 * queue_size)?);
-        // SAFETY: the segment is new and its first CONTROL_SIZE bytes are for this block;
-        // the reference is used only while the Client owns the segment.
-        let control = unsafe { Control::create(segment.base()) };
-        control.client.set(Some(crate::latch::Waker::current()?));
-        segment.create_queue(CONTROL_SIZE, queue_size)?;
-        segment.create_queue(CONTROL_SIZE + queue_size, queue_size)?;
-        // What the client writes before the worker attaches must survive a client that
-        // detaches first (a fire-and-forget job): the worker releases the segment once
-        // it is attached.
-        segment.keep()?;
-        // The main argument carries the segment and the queue size.
-        let arg = ((queue_size as u64) << 32 | u64::from(segment.handle())) as i64;
-        let worker = match builder.main_arg(arg).launch() {
+        let (caller, extra) = server::Caller::current();
+        if caller.in_local_user_change() {
+            // A worker of its own, told so by its main argument (pool::serve hands it to
+            // serve).
+            let settings = capture_settings()?;
+            let mut client =
+                Client::launch_with(builder.extra(extra), queue_size, pool::UNPOOLED)?;
+            client.request(b'S', &settings)?;
+            return Ok(client);
+        }
+        let settings = capture_settings()?;
+        let (segment, control) = new_segment(queue_size)?;
+        let key = pool::Key {
+            database: caller.database,
+            session_user: caller.session_user,
+            current_user: caller.current_user,
+        };
+        let placed = pool::place(key, segment.handle(), limits, |slot, generation| {
+            let launched = builder
+                .clone()
+                .main_arg(pool::main_arg(slot, generation, limits))
+                .extra(extra.clone())
+                .notify_pid(0)
+                .launch();
+            match launched {
+                Ok(handle) => Ok(Some(handle)),
+                Err(Error::NoFreeWorkerSlot) => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        let (placement, handle) = match placed {
+            Ok(placed) => placed,
+            Err(e) => {
+                Segment::release(segment.handle())?;
+                return Err(e);
+            }
+        };
+        let pooled = match placement {
+            pool::Placement::Idle { slot, generation }
+            | pool::Placement::Start { slot, generation } => (slot, generation),
+        };
+        let mut client =
+            Client::with_segment(segment, control, handle.map(Box::new), Some(pooled))?;
+        client.request(b'S', &settings)?;
+        Ok(client)
+    }
+
+    /// Creates the segment and launches the worker with it (`flags` go into the main
+    /// argument's upper bits).
+    fn launch_with(builder: Builder, queue_size: usize, flags: i64) -> Result<Client> {
+        let (segment, control) = new_segment(queue_size)?;
+        let handle = match builder
+            .main_arg(flags | i64::from(segment.handle()))
+            .launch()
+        {
             Ok(worker) => Box::new(worker),
             Err(e) => {
                 Segment::release(segment.handle())?;
                 return Err(e);
             }
         };
+        Client::with_segment(segment, control, Some(handle), None)
+    }
+
+    /// The client's queue ends on a segment whose worker is launched or chosen.
+    fn with_segment(
+        segment: Box<Segment>,
+        control: &'static Control,
+        handle: Option<Box<Handle>>,
+        pooled: Option<(usize, u32)>,
+    ) -> Result<Client> {
+        let queue_size = control.queue_size.load(SeqCst) as usize;
         // SAFETY: both boxes live in the returned Client, which drops the queue ends (the
         // only borrowers) before them; boxing keeps their addresses stable when it moves.
-        let (seg, handle): (&'static Segment, &'static Handle) = unsafe {
-            (
-                &*(segment.as_ref() as *const Segment),
-                &*(worker.as_ref() as *const Handle),
-            )
-        };
-        let to_worker = seg.sender(CONTROL_SIZE, Some(handle))?;
-        let from_worker = Some(seg.receiver(CONTROL_SIZE + queue_size, Some(handle))?);
+        let seg: &'static Segment = unsafe { &*(segment.as_ref() as *const Segment) };
+        // SAFETY: as above.
+        let worker: Option<&'static Handle> =
+            handle.as_ref().map(|h| unsafe { &*(h.as_ref() as *const Handle) });
+        let to_worker = seg.sender(CONTROL_SIZE, worker)?;
+        let from_worker = Some(seg.receiver(CONTROL_SIZE + queue_size, worker)?);
         Ok(Client {
             to_worker,
             from_worker,
             control,
-            worker,
+            handle,
+            pooled,
             segment,
             broken: false,
         })
     }
 
+    /// Whether the worker has exited (or a pooled one no longer serves this client).
+    fn stopped(&self) -> Result<bool> {
+        if let Some(handle) = &self.handle {
+            if matches!(handle.status()?, crate::worker::Status::Stopped) {
+                return Ok(true);
+            }
+        }
+        match self.pooled {
+            Some((slot, generation)) => Ok(!pool::serving(slot, generation, self.segment.handle())?),
+            None => Ok(false),
+        }
+    }
+
+    /// Sends `signal` to the worker if it still serves this client.
+    fn signal(&self, signal: std::ffi::c_int) -> Result<bool> {
+        if let Some((slot, generation)) = self.pooled {
+            return pool::signal(slot, generation, self.segment.handle(), signal);
+        }
+        let pid = self.control.worker_pid.load(SeqCst);
+        match &self.handle {
+            Some(handle) if pid > 0 && handle.pid()? == Some(pid) => {
+                // SAFETY: signals our own worker (the pid the postmaster reports for its
+                // handle).
+                unsafe { libc::kill(pid, signal) };
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The worker's pid, once it has started.
+    pub fn pid(&self) -> Result<Option<i32>> {
+        let attached = self.control.worker_pid.load(SeqCst);
+        if attached > 0 {
+            return Ok(Some(attached));
+        }
+        if let Some((slot, generation)) = self.pooled {
+            if let Some(pid) = pool::pid_of(slot, generation)? {
+                return Ok(Some(pid));
+            }
+        }
+        match &self.handle {
+            Some(handle) => handle.pid(),
+            None => Ok(None),
+        }
+    }
+
+    /// Waits until the worker has started; its pid. An error when it could not start.
+    pub fn wait_for_start(&self) -> Result<i32> {
+        if let Some(handle) = &self.handle {
+            if let crate::worker::Status::Started(pid) = handle.wait_for_startup()? {
+                return Ok(pid);
+            }
+        } else if let Some(pid) = self.pid()? {
+            return Ok(pid);
+        }
+        Err(PgError::new(
+            SqlState::INSUFFICIENT_RESOURCES,
+            "could not start background process",
+        )
+        .with_hint("More details may be available in the server log.")
+        .into())
+    }
+
+    /// Asks the worker to exit (SIGTERM, as `pg_terminate_backend` does); the string it
+    /// runs is rolled back.
+    pub fn terminate(&self) -> Result<()> {
+        match (&self.handle, self.pooled) {
+            (Some(handle), None) => handle.terminate(),
+            _ => self.signal(libc::SIGTERM).map(drop),
+        }
+    }
+
     /// Where the worker is: starting, running a string, idle between strings, or gone.
     pub fn state(&self) -> Result<State> {
-        if matches!(self.worker.status()?, crate::worker::Status::Stopped) {
+        if self.stopped()? {
             return Ok(State::Stopped);
         }
         Ok(if self.control.worker_pid.load(SeqCst) == 0 {
@@ -630,7 +683,7 @@ impl Client {
         let deadline = timeout.map(|t| std::time::Instant::now() + t);
         loop {
             if self.control.done.load(SeqCst) >= self.control.sent.load(SeqCst)
-                || matches!(self.worker.status()?, crate::worker::Status::Stopped)
+                || self.stopped()?
             {
                 return Ok(true);
             }
@@ -658,12 +711,8 @@ impl Client {
         self.control.cancel_upto.fetch_max(upto, SeqCst);
         let running = self.control.running.load(SeqCst);
         if running != 0 && running <= upto {
-            let pid = self.control.worker_pid.load(SeqCst);
-            if pid > 0 && self.worker.pid()? == Some(pid) {
-                // SAFETY: signals our own worker (the pid the postmaster reports for its
-                // handle): SIGINT is a query cancel to a backend-like process.
-                unsafe { libc::kill(pid, libc::SIGINT) };
-            }
+            // SIGINT is a query cancel to a backend-like process.
+            self.signal(libc::SIGINT)?;
         }
         Ok(())
     }
@@ -721,7 +770,7 @@ impl Client {
     }
 
     fn forward_replies(&mut self, rows: &mut RecordSet) -> Result<()> {
-        let pid = self.worker.pid().ok().flatten().unwrap_or(0);
+        let pid = self.pid().ok().flatten().unwrap_or(0);
         let mut failure: Option<Error> = None;
         let mut described = false;
         let mut tags: Vec<String> = Vec::new();
@@ -788,10 +837,26 @@ impl Client {
         Ok(())
     }
 
-    /// The worker's handle (its pid, status, `terminate`).
-    pub fn worker(&self) -> &Handle {
-        &self.worker
+}
+
+/// A new session segment: the control block, then two queues of `queue_size` bytes
+/// (requests, replies), kept alive until its worker attaches.
+fn new_segment(queue_size: usize) -> Result<(Box<Segment>, &'static Control)> {
+    if queue_size > u32::MAX as usize {
+        return Err(Error::msg("a session queue is at most 4 GB"));
     }
+    let segment = Box::new(Segment::create(CONTROL_SIZE + 2 * queue_size)?);
+    // SAFETY: the segment is new and its first CONTROL_SIZE bytes are for this block; the
+    // reference is used only while a Client owns the segment.
+    let control = unsafe { Control::create(segment.base(), queue_size) };
+    control.client.set(Some(crate::latch::Waker::current()?));
+    segment.create_queue(CONTROL_SIZE, queue_size)?;
+    segment.create_queue(CONTROL_SIZE + queue_size, queue_size)?;
+    // What the client writes before the worker attaches must survive a client that
+    // detaches first (a fire-and-forget job): the worker releases the segment once
+    // attached.
+    segment.keep()?;
+    Ok((segment, control))
 }
 
 impl Drop for Client {
@@ -801,9 +866,7 @@ impl Drop for Client {
         }
         // A worker that never attached (it failed to start, or exited first) will not
         // release the segment: release it here, or it would stay until the server stops.
-        if self.control.worker_pid.load(SeqCst) == 0
-            && matches!(self.worker.status(), Ok(crate::worker::Status::Stopped))
-        {
+        if self.control.worker_pid.load(SeqCst) == 0 && matches!(self.stopped(), Ok(true)) {
             let _ = Segment::release(self.segment.handle());
         }
     }

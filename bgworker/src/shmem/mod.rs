@@ -43,6 +43,10 @@
 //! # Ok::<(), bgworker::Error>(())
 //! ```
 
+mod spin;
+
+pub use spin::{SpinGuard, SpinLocked};
+
 use std::cell::Cell;
 use std::ffi::CStr;
 use std::ops::{Deref, DerefMut};
@@ -328,6 +332,46 @@ impl<T: PlainData> Shared<T> {
     pub fn request(&'static self) -> Result<()> {
         check_alignment::<T>()?;
         add_request(self)
+    }
+
+    /// The shared value, attached now if this process has not yet: created from the spare
+    /// shared memory PostgreSQL keeps for libraries that are not preloaded (about 100 kB,
+    /// shared by all of them) when no process created it yet. For small structures of a
+    /// library loaded on demand; a preloaded library `request()`s its space instead.
+    ///
+    /// ```no_run
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// static CALLS: bgworker::shmem::Shared<AtomicU64> =
+    ///     bgworker::shmem::Shared::new(c"my_ext calls", || AtomicU64::new(0));
+    /// CALLS.attach_late()?.fetch_add(1, Ordering::Relaxed);
+    /// # Ok::<(), bgworker::Error>(())
+    /// ```
+    pub fn attach_late(&self) -> Result<&T> {
+        check_alignment::<T>()?;
+        if self.ptr.load(Ordering::Acquire).is_null() {
+            let (name, size) = (self.name.as_ptr(), self.size());
+            // SAFETY: the documented lock for initialising add-in shared memory.
+            let lock = unsafe { pg_sys::pgsys_addin_shmem_init_lock() };
+            // SAFETY: taking that lock, released below.
+            guard(|| unsafe { pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode_LW_EXCLUSIVE) })?;
+            let mut found = false;
+            let found_ptr = &mut found as *mut bool;
+            // SAFETY: finds or allocates `size` bytes under this name; out of space (or of
+            // index entries) is an ERROR, returned.
+            let result = guard(|| unsafe { pg_sys::ShmemInitStruct(name, size, found_ptr) })
+                .map_err(Error::from)
+                // SAFETY: `ptr` is `size` MAXALIGN'd bytes under this name, and we hold
+                // AddinShmemInitLock.
+                .and_then(|ptr| unsafe { self.attach_as(ptr as *mut u8, found, kind_of::<T>(false)) });
+            // SAFETY: releasing the lock taken above, unless a caught ERROR's cleanup did.
+            guard(|| unsafe {
+                if pg_sys::LWLockHeldByMe(lock) {
+                    pg_sys::LWLockRelease(lock)
+                }
+            })?;
+            result?;
+        }
+        self.get()
     }
 
     /// The shared value; an error if it was never requested or the library was not preloaded.

@@ -1,0 +1,585 @@
+//! Warm session workers, shared by the backends of a cluster: a pooled worker serves one
+//! job (a [`Client`](super::Client)'s session) after another for one (database, session
+//! user, current role), resets its session between jobs (`DISCARD ALL`: temporary tables,
+//! prepared statements, settings, advisory locks, `LISTEN`s), and retires after a time
+//! idle. When no pooled worker is idle and no more may start (the pool's size, or
+//! `max_worker_processes`), a submitter waits its turn in a bounded admission queue.
+//!
+//! The bookkeeping is a small structure in shared memory ([`Shared::attach_late`]), so the
+//! pool works in a library that is not preloaded.
+//!
+//! ```no_run
+//! use bgworker::session::{pool::Limits, Client};
+//! # struct Pooled;
+//! # impl bgworker::Worker for Pooled {
+//! #     const NAME: &'static str = "p";
+//! #     fn main(arg: i64) -> bgworker::Result<()> { bgworker::session::pool::serve(arg) }
+//! # }
+//! # bgworker::export_worker!(Pooled, "p_main");
+//! # fn main() -> bgworker::Result<()> {
+//! let limits = Limits { workers: 8, waiting: 32, idle_timeout_secs: 60 };
+//! let mut client = Client::from_pool(Pooled::builder(), 65536, limits)?;
+//! client.send("SELECT 1")?;
+//! # Ok(()) }
+//! ```
+
+use std::ffi::c_int;
+use std::time::Duration;
+
+use crate::error::{Error, PgError, Result, SqlState};
+use crate::latch::{Waker, WakerSlot};
+use crate::pg_sys;
+use crate::shmem::{Shared, SpinLocked};
+use crate::time::Timestamp;
+
+/// The most pooled workers there can be (the [`Limits`] choose fewer).
+pub const MAX_POOLED: usize = 32;
+/// The most submitters that can wait in the admission queue (the [`Limits`] choose fewer).
+pub const MAX_WAITING: usize = 64;
+/// How much of a job's SQL the pool keeps for [`jobs`].
+pub const PREVIEW_BYTES: usize = 64;
+
+/// How big the pool may grow, how many submitters may wait, how long a worker stays idle.
+///
+/// ```
+/// let limits = bgworker::session::pool::Limits { workers: 4, waiting: 16, idle_timeout_secs: 30 };
+/// assert!(limits.workers <= bgworker::session::pool::MAX_POOLED);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Pooled workers at most, all keys together (at most [`MAX_POOLED`]).
+    pub workers: usize,
+    /// Submitters waiting at most (at most [`MAX_WAITING`]); one more is refused.
+    pub waiting: usize,
+    /// Seconds an idle pooled worker waits for a job before it exits.
+    pub idle_timeout_secs: u32,
+}
+
+/// The main argument's bit that tells a pooled worker's main to serve one job's segment
+/// (its low 32 bits) like [`serve`](super::serve), outside the pool.
+pub(crate) const UNPOOLED: i64 = 1 << 62;
+
+/// A segment handle no job has: tells an idle worker to exit and make room.
+const RETIRE: u32 = u32::MAX;
+
+const FREE: u32 = 0;
+const STARTING: u32 = 1;
+const IDLE: u32 = 2;
+const BUSY: u32 = 3;
+
+crate::plain_struct! {
+    /// What a pooled worker serves: one database, as one session user and current role.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Key {
+        /// The database's OID.
+        pub database: u32,
+        /// The session user's OID (whom the worker connects as).
+        pub session_user: u32,
+        /// The current role's OID (what `SET ROLE` made it).
+        pub current_user: u32,
+    }
+}
+
+crate::plain_struct! {
+    struct Slot {
+        state: u32,
+        key: Key,
+        pid: i32,
+        /// Bumped each time the slot is taken for a new worker.
+        generation: u32,
+        /// The job segment handed to the worker (0: none).
+        segment: u32,
+        worker: WakerSlot,
+        /// When the slot was reserved (a worker that never starts is reclaimed after a while).
+        reserved_at: i64,
+        submitter: i32,
+        job_started: i64,
+        jobs_done: u64,
+        preview_len: u32,
+        preview: [u8; PREVIEW_BYTES],
+    }
+}
+
+crate::plain_struct! {
+    struct Waiting {
+        /// 0: an empty place.
+        ticket: u64,
+        key: Key,
+        waker: WakerSlot,
+    }
+}
+
+crate::plain_struct! {
+    struct Pool {
+        slots: [Slot; MAX_POOLED],
+        waiting: [Waiting; MAX_WAITING],
+        next_ticket: u64,
+    }
+}
+
+static POOL: Shared<SpinLocked<Pool>> = Shared::new(c"bgworker session pool", || {
+    SpinLocked::new(Pool {
+        slots: std::array::from_fn(|_| Slot {
+            state: FREE,
+            key: Key::default(),
+            pid: 0,
+            generation: 0,
+            segment: 0,
+            worker: WakerSlot::new(),
+            reserved_at: 0,
+            submitter: 0,
+            job_started: 0,
+            jobs_done: 0,
+            preview_len: 0,
+            preview: [0; PREVIEW_BYTES],
+        }),
+        waiting: std::array::from_fn(|_| Waiting {
+            ticket: 0,
+            key: Key::default(),
+            waker: WakerSlot::new(),
+        }),
+        next_ticket: 1 << 32,
+    })
+});
+
+fn pool() -> Result<&'static SpinLocked<Pool>> {
+    POOL.attach_late()
+}
+
+/// A worker reserved for a job that has not shown up in this long is taken to have failed
+/// to start.
+const START_TIMEOUT_MICROS: i64 = 60_000_000;
+
+impl Pool {
+    fn live(&self) -> usize {
+        self.slots.iter().filter(|s| s.state != FREE).count()
+    }
+
+    /// Forgets waiters whose backend has exited, and reservations that never started.
+    fn tidy(&mut self, now: i64) {
+        for w in self.waiting.iter_mut().filter(|w| w.ticket != 0) {
+            if !w.waker.get().is_some_and(Waker::alive) {
+                w.ticket = 0;
+            }
+        }
+        for s in self.slots.iter_mut() {
+            if s.state == STARTING && s.pid == 0 && now - s.reserved_at > START_TIMEOUT_MICROS {
+                s.state = FREE;
+            }
+        }
+    }
+
+    fn first_waiting(&self, key: Option<Key>) -> Option<u64> {
+        self.waiting
+            .iter()
+            .filter(|w| w.ticket != 0 && key.is_none_or(|k| w.key == k))
+            .map(|w| w.ticket)
+            .min()
+    }
+
+    fn wake_waiting(&self) {
+        for w in self.waiting.iter().filter(|w| w.ticket != 0) {
+            w.waker.wake();
+        }
+    }
+}
+
+/// Where a submitted job went.
+pub(crate) enum Placement {
+    /// To the idle worker in this slot.
+    Idle { slot: usize, generation: u32 },
+    /// To a worker to start in this slot: launch it with [`main_arg`].
+    Start { slot: usize, generation: u32 },
+}
+
+/// The main argument of a pooled worker for `slot`.
+pub(crate) fn main_arg(slot: usize, generation: u32, limits: Limits) -> i64 {
+    (slot as i64) | (i64::from(generation) << 8) | (i64::from(limits.idle_timeout_secs) << 40)
+}
+
+fn preview_of(sql: &str) -> ([u8; PREVIEW_BYTES], u32) {
+    let mut end = sql.len().min(PREVIEW_BYTES);
+    while !sql.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut bytes = [0u8; PREVIEW_BYTES];
+    bytes[..end].copy_from_slice(&sql.as_bytes()[..end]);
+    (bytes, end as u32)
+}
+
+/// Hands the job in `segment` to an idle worker of `key`, or reserves a slot for a new
+/// one, waiting in the admission queue meanwhile. `launch` starts the worker for a
+/// reserved slot; when it finds no free worker process slot, the job waits on.
+pub(crate) fn place(
+    key: Key,
+    segment: u32,
+    limits: Limits,
+    mut launch: impl FnMut(usize, u32) -> Result<Option<crate::worker::Handle>>,
+) -> Result<(Placement, Option<crate::worker::Handle>)> {
+    let me = Waker::current()?;
+    // SAFETY: a plain read of this backend's pid.
+    let my_pid = unsafe { pg_sys::MyProcPid };
+    let mut ticket = 0u64;
+    let result = loop {
+        let now = Timestamp::now().micros();
+        let decision = {
+            let mut pool = pool()?.lock();
+            pool.tidy(now);
+            let mine = (ticket != 0).then_some(ticket);
+            let first_for_key = pool.first_waiting(Some(key));
+            let first_overall = pool.first_waiting(None);
+            let my_turn_for_key = first_for_key.is_none() || first_for_key == mine;
+            let my_turn_overall = first_overall.is_none() || first_overall == mine;
+            let idle = pool
+                .slots
+                .iter()
+                .position(|s| s.state == IDLE && s.key == key && s.segment == 0);
+            let decision = if let (Some(i), true) = (idle, my_turn_for_key) {
+                let s = &mut pool.slots[i];
+                s.state = BUSY;
+                s.segment = segment;
+                Some(Placement::Idle {
+                    slot: i,
+                    generation: s.generation,
+                })
+            } else if my_turn_overall && pool.live() < limits.workers.min(MAX_POOLED) {
+                let i = pool
+                    .slots
+                    .iter()
+                    .position(|s| s.state == FREE)
+                    .expect("fewer live slots than slots");
+                let s = &mut pool.slots[i];
+                s.state = STARTING;
+                s.key = key;
+                s.pid = 0;
+                s.generation = s.generation.wrapping_add(1) & 0xff_ffff;
+                s.segment = segment;
+                s.reserved_at = now;
+                s.jobs_done = 0;
+                s.worker.set(None);
+                Some(Placement::Start {
+                    slot: i,
+                    generation: s.generation,
+                })
+            } else {
+                if my_turn_overall && idle.is_none() {
+                    // The pool is full: ask an idle worker of another key to make room.
+                    if let Some(s) = pool
+                        .slots
+                        .iter_mut()
+                        .find(|s| s.state == IDLE && s.segment == 0)
+                    {
+                        s.segment = RETIRE;
+                        if let Some(w) = s.worker.get() {
+                            w.wake();
+                        }
+                    }
+                }
+                None
+            };
+            match &decision {
+                Some(Placement::Idle { slot, .. }) | Some(Placement::Start { slot, .. }) => {
+                    let s = &mut pool.slots[*slot];
+                    s.submitter = my_pid;
+                    s.job_started = now;
+                    s.preview_len = 0;
+                    if ticket != 0 {
+                        if let Some(w) = pool.waiting.iter_mut().find(|w| w.ticket == ticket) {
+                            w.ticket = 0;
+                        }
+                    }
+                }
+                None if ticket == 0 => {
+                    let queued = pool.waiting.iter().filter(|w| w.ticket != 0).count();
+                    let capacity = limits.waiting.min(MAX_WAITING);
+                    if queued >= capacity {
+                        drop(pool);
+                        break Err(PgError::new(
+                            SqlState::CONFIGURATION_LIMIT_EXCEEDED,
+                            format!("the background job admission queue is full ({queued} waiting)"),
+                        )
+                        .with_hint(
+                            "Raise the setting that sizes the admission queue (pg_background.max_queued_jobs for the background extension), or the pool's size.",
+                        )
+                        .into());
+                    }
+                    ticket = pool.next_ticket;
+                    pool.next_ticket += 1;
+                    if let Some(w) = pool.waiting.iter_mut().find(|w| w.ticket == 0) {
+                        w.ticket = ticket;
+                        w.key = key;
+                        w.waker.set(Some(me));
+                    }
+                }
+                None => {}
+            }
+            decision
+        };
+        match decision {
+            Some(Placement::Idle { slot, generation }) => {
+                wake_slot(slot);
+                break Ok((Placement::Idle { slot, generation }, None));
+            }
+            Some(Placement::Start { slot, generation }) => match launch(slot, generation) {
+                Ok(Some(handle)) => break Ok((Placement::Start { slot, generation }, Some(handle))),
+                Ok(None) => {
+                    // No free worker process: give the slot back and wait our turn; an
+                    // idle pooled worker of another key makes room when it can.
+                    free_slot(slot, generation, 0)?;
+                    let mut pool = pool()?.lock();
+                    if let Some(s) = pool
+                        .slots
+                        .iter_mut()
+                        .find(|s| s.state == IDLE && s.segment == 0 && s.key != key)
+                    {
+                        s.segment = RETIRE;
+                        if let Some(w) = s.worker.get() {
+                            w.wake();
+                        }
+                    }
+                    ticket = pool.next_ticket;
+                    pool.next_ticket += 1;
+                    // Keep our place at the head: the oldest ticket goes first.
+                    let head = pool.first_waiting(None).map_or(ticket, |t| t.saturating_sub(1));
+                    ticket = head.min(ticket);
+                    if let Some(w) = pool.waiting.iter_mut().find(|w| w.ticket == 0) {
+                        w.ticket = ticket;
+                        w.key = key;
+                        w.waker.set(Some(me));
+                    }
+                }
+                Err(e) => {
+                    free_slot(slot, generation, 0)?;
+                    break Err(e);
+                }
+            },
+            None => {}
+        }
+        if let Err(e) = crate::latch::wait(Some(Duration::from_millis(100))) {
+            break Err(e);
+        }
+    };
+    if result.is_err() && ticket != 0 {
+        let mut pool = pool()?.lock();
+        if let Some(w) = pool.waiting.iter_mut().find(|w| w.ticket == ticket) {
+            w.ticket = 0;
+        }
+    }
+    result
+}
+
+fn wake_slot(slot: usize) {
+    if let Ok(pool) = pool() {
+        let waker = pool.lock().slots[slot].worker.get();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// Frees `slot` if it still belongs to `generation` (and, when `pid` is not 0, to that
+/// process), and wakes the waiting submitters: a place in the pool is open.
+fn free_slot(slot: usize, generation: u32, pid: i32) -> Result<()> {
+    let pool = pool()?;
+    let mut guard = pool.lock();
+    let s = &mut guard.slots[slot];
+    if s.generation == generation && (pid == 0 || s.pid == pid) && s.state != FREE {
+        s.state = FREE;
+        s.pid = 0;
+        s.segment = 0;
+        s.worker.set(None);
+    }
+    guard.wake_waiting();
+    Ok(())
+}
+
+/// Records the start of the job's first string, for [`jobs`].
+pub(crate) fn set_preview(slot: usize, generation: u32, segment: u32, sql: &str) -> Result<()> {
+    let (preview, len) = preview_of(sql);
+    let mut pool = pool()?.lock();
+    let s = &mut pool.slots[slot];
+    if s.generation == generation && s.segment == segment && s.preview_len == 0 {
+        s.preview = preview;
+        s.preview_len = len;
+    }
+    Ok(())
+}
+
+/// Whether the worker in `slot` still serves the job in `segment`.
+pub(crate) fn serving(slot: usize, generation: u32, segment: u32) -> Result<bool> {
+    let pool = pool()?.lock();
+    let s = &pool.slots[slot];
+    Ok(s.generation == generation && s.segment == segment && s.state != FREE)
+}
+
+/// Signals the worker in `slot` if it still serves the job in `segment` (the check and the
+/// signal happen under the pool's lock, so a pid reused by another process is never hit).
+pub(crate) fn signal(slot: usize, generation: u32, segment: u32, signal: c_int) -> Result<bool> {
+    let pool = pool()?.lock();
+    let s = &pool.slots[slot];
+    if s.generation == generation && s.segment == segment && s.state == BUSY && s.pid > 0 {
+        // SAFETY: a signal to the pooled worker that serves our job.
+        unsafe { libc::kill(s.pid, signal) };
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// The pid of the worker in `slot` once it has started.
+pub(crate) fn pid_of(slot: usize, generation: u32) -> Result<Option<i32>> {
+    let pool = pool()?.lock();
+    let s = &pool.slots[slot];
+    Ok((s.generation == generation && s.pid > 0).then_some(s.pid))
+}
+
+/// A pooled worker and the job it serves, for [`jobs`].
+///
+/// ```no_run
+/// for job in bgworker::session::pool::jobs()? {
+///     bgworker::log!("{} {} {}", job.pid, job.state, job.query);
+/// }
+/// # Ok::<(), bgworker::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// The worker's pid (0 while it starts).
+    pub pid: i32,
+    /// Whom it serves.
+    pub key: Key,
+    /// `starting`, `idle` or `busy`.
+    pub state: &'static str,
+    /// The backend whose job it serves (or last served).
+    pub submitter: i32,
+    /// When that job was placed.
+    pub started: Timestamp,
+    /// The start of the job's first string.
+    pub query: String,
+    /// Jobs this worker finished.
+    pub jobs_done: u64,
+}
+
+/// Every pooled worker of the cluster and its job (a snapshot).
+pub fn jobs() -> Result<Vec<Job>> {
+    let pool = pool()?.lock();
+    Ok(pool
+        .slots
+        .iter()
+        .filter(|s| s.state != FREE)
+        .map(|s| Job {
+            pid: s.pid,
+            key: s.key,
+            state: match s.state {
+                STARTING => "starting",
+                IDLE => "idle",
+                _ => "busy",
+            },
+            submitter: s.submitter,
+            started: Timestamp::from_micros(s.job_started),
+            query: String::from_utf8_lossy(&s.preview[..s.preview_len as usize]).into_owned(),
+            jobs_done: s.jobs_done,
+        })
+        .collect())
+}
+
+/// What a pooled worker's main does: serves jobs for the key its launcher gave it, one
+/// after another, until it has been idle for the pool's idle timeout (or is told to stop).
+///
+/// ```no_run
+/// struct Pooled;
+/// impl bgworker::Worker for Pooled {
+///     const NAME: &'static str = "pooled";
+///     const DATABASE_CONNECTION: bool = true;
+///     fn main(arg: i64) -> bgworker::Result<()> {
+///         bgworker::session::pool::serve(arg)
+///     }
+/// }
+/// bgworker::export_worker!(Pooled, "pooled_main");
+/// # fn main() {}
+/// ```
+pub fn serve(main_arg: i64) -> Result<()> {
+    if main_arg & UNPOOLED != 0 {
+        return super::serve(main_arg & 0xffff_ffff);
+    }
+    let slot = (main_arg & 0xff) as usize;
+    let generation = ((main_arg >> 8) & 0xff_ffff) as u32;
+    let idle_timeout = Duration::from_secs(((main_arg >> 40) & 0xff_ffff) as u64);
+    if slot >= MAX_POOLED {
+        return Err(Error::msg("a pooled worker's slot is out of range"));
+    }
+    // SAFETY: a plain read of this process's pid.
+    let my_pid = unsafe { pg_sys::MyProcPid };
+    {
+        let mut pool = pool()?.lock();
+        let s = &mut pool.slots[slot];
+        if s.generation != generation || s.state != STARTING {
+            return Err(Error::msg("this pooled worker's slot was given up"));
+        }
+        s.pid = my_pid;
+        s.worker.set(Some(Waker::current()?));
+    }
+    // Whatever way this process ends, its slot is free for another worker.
+    let arg = (slot as u64 | (u64::from(generation) << 8)) as pg_sys::Datum;
+    // SAFETY: registers a callback that only touches the pool (a spin lock and plain
+    // data) and sets latches; it runs once, at exit.
+    crate::guard(|| unsafe { pg_sys::before_shmem_exit(Some(on_exit), arg) })?;
+    let mut server = super::server::JobServer::start()?;
+    loop {
+        let segment = {
+            let mut pool = pool()?.lock();
+            let s = &mut pool.slots[slot];
+            if s.segment == RETIRE {
+                s.state = FREE;
+                s.pid = 0;
+                s.segment = 0;
+                s.worker.set(None);
+                pool.wake_waiting();
+                return Ok(());
+            }
+            if s.segment != 0 {
+                s.state = BUSY;
+                s.segment
+            } else {
+                s.state = IDLE;
+                0
+            }
+        };
+        if segment == 0 {
+            pool()?.lock().wake_waiting();
+            let deadline = std::time::Instant::now() + idle_timeout;
+            loop {
+                crate::latch::wait(Some(Duration::from_secs(1).min(idle_timeout)))?;
+                if pool()?.lock().slots[slot].segment != 0 {
+                    break; // a job, or a request to retire
+                }
+                if std::time::Instant::now() >= deadline {
+                    let mut pool = pool()?.lock();
+                    let s = &mut pool.slots[slot];
+                    if s.segment == 0 {
+                        s.state = FREE;
+                        s.pid = 0;
+                        s.worker.set(None);
+                        pool.wake_waiting();
+                        return Ok(());
+                    }
+                    break;
+                }
+            }
+            continue;
+        }
+        server.serve_job(segment)?;
+        let mut pool = pool()?.lock();
+        let s = &mut pool.slots[slot];
+        s.segment = 0;
+        s.jobs_done += 1;
+    }
+}
+
+unsafe extern "C" fn on_exit(_code: c_int, arg: pg_sys::Datum) {
+    let bits = arg as u64;
+    let (slot, generation) = ((bits & 0xff) as usize, ((bits >> 8) & 0xff_ffff) as u32);
+    let _ = std::panic::catch_unwind(|| {
+        // SAFETY: a plain read of this process's pid.
+        let pid = unsafe { pg_sys::MyProcPid };
+        let _ = free_slot(slot, generation, pid);
+    });
+}
