@@ -494,8 +494,7 @@ impl Client {
             // A worker of its own, told so by its main argument (pool::serve hands it to
             // serve).
             let settings = capture_settings()?;
-            let mut client =
-                Client::launch_with(builder.extra(extra), queue_size, pool::UNPOOLED)?;
+            let mut client = Client::launch_with(builder.extra(extra), queue_size, pool::UNPOOLED)?;
             client.request(b'S', &settings)?;
             return Ok(client);
         }
@@ -565,8 +564,9 @@ impl Client {
         // only borrowers) before them; boxing keeps their addresses stable when it moves.
         let seg: &'static Segment = unsafe { &*(segment.as_ref() as *const Segment) };
         // SAFETY: as above.
-        let worker: Option<&'static Handle> =
-            handle.as_ref().map(|h| unsafe { &*(h.as_ref() as *const Handle) });
+        let worker: Option<&'static Handle> = handle
+            .as_ref()
+            .map(|h| unsafe { &*(h.as_ref() as *const Handle) });
         let to_worker = seg.sender(CONTROL_SIZE, worker)?;
         let from_worker = Some(seg.receiver(CONTROL_SIZE + queue_size, worker)?);
         Ok(Client {
@@ -588,7 +588,9 @@ impl Client {
             }
         }
         match self.pooled {
-            Some((slot, generation)) => Ok(!pool::serving(slot, generation, self.segment.handle())?),
+            Some((slot, generation)) => {
+                Ok(!pool::serving(slot, generation, self.segment.handle())?)
+            }
             None => Ok(false),
         }
     }
@@ -682,9 +684,7 @@ impl Client {
     pub fn wait(&self, timeout: Option<std::time::Duration>) -> Result<bool> {
         let deadline = timeout.map(|t| std::time::Instant::now() + t);
         loop {
-            if self.control.done.load(SeqCst) >= self.control.sent.load(SeqCst)
-                || self.stopped()?
-            {
+            if self.control.done.load(SeqCst) >= self.control.sent.load(SeqCst) || self.stopped()? {
                 return Ok(true);
             }
             // The worker sets this process's latch when a string ends, and the postmaster
@@ -836,7 +836,6 @@ impl Client {
         }
         Ok(())
     }
-
 }
 
 /// A new session segment: the control block, then two queues of `queue_size` bytes

@@ -321,7 +321,9 @@ pub(crate) fn place(
                 break Ok((Placement::Idle { slot, generation }, None));
             }
             Some(Placement::Start { slot, generation }) => match launch(slot, generation) {
-                Ok(Some(handle)) => break Ok((Placement::Start { slot, generation }, Some(handle))),
+                Ok(Some(handle)) => {
+                    break Ok((Placement::Start { slot, generation }, Some(handle)))
+                }
                 Ok(None) => {
                     // No free worker process: give the slot back and wait our turn; an
                     // idle pooled worker of another key makes room when it can.
@@ -340,7 +342,9 @@ pub(crate) fn place(
                     ticket = pool.next_ticket;
                     pool.next_ticket += 1;
                     // Keep our place at the head: the oldest ticket goes first.
-                    let head = pool.first_waiting(None).map_or(ticket, |t| t.saturating_sub(1));
+                    let head = pool
+                        .first_waiting(None)
+                        .map_or(ticket, |t| t.saturating_sub(1));
                     ticket = head.min(ticket);
                     if let Some(w) = pool.waiting.iter_mut().find(|w| w.ticket == 0) {
                         w.ticket = ticket;

@@ -362,7 +362,9 @@ impl<T: PlainData> Shared<T> {
                 .map_err(Error::from)
                 // SAFETY: `ptr` is `size` MAXALIGN'd bytes under this name, and we hold
                 // AddinShmemInitLock.
-                .and_then(|ptr| unsafe { self.attach_as(ptr as *mut u8, found, kind_of::<T>(false)) });
+                .and_then(|ptr| unsafe {
+                    self.attach_as(ptr as *mut u8, found, kind_of::<T>(false))
+                });
             // SAFETY: releasing the lock taken above, unless a caught ERROR's cleanup did.
             guard(|| unsafe {
                 if pg_sys::LWLockHeldByMe(lock) {

@@ -1,0 +1,379 @@
+//! The background example's warm pool (`bgworker::session::pool`): reuse per database and
+//! role, nothing of one job visible to the next, idle retirement, the admission queue, a
+//! pooled worker killed mid-job, `max_worker_processes` filled by others, and the
+//! cross-session job view.
+
+use std::time::Duration;
+
+use bgworker_tests::{example, run_extension_script, Cluster};
+
+fn cluster(settings: &[(&str, &str)]) -> Cluster {
+    let mut builder = Cluster::builder()
+        .library(example("background"))
+        .setting("max_worker_processes", "16");
+    for (k, v) in settings {
+        builder = builder.setting(k, v);
+    }
+    let cluster = builder.start();
+    let mut client = cluster.connect();
+    run_extension_script(&mut client, "background");
+    client
+        .batch_execute(
+            "CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN; \
+             SELECT grant_pg_background_privileges('alice'); \
+             SELECT grant_pg_background_privileges('bob'); \
+             CREATE TABLE shared_log (who text); GRANT ALL ON shared_log TO alice, bob",
+        )
+        .unwrap();
+    cluster
+}
+
+fn connect_as(cluster: &Cluster, role: &str) -> postgres::Client {
+    let conn = format!("{} user={role}", cluster.connection_string("postgres"));
+    postgres::Client::connect(&conn, postgres::NoTls).unwrap()
+}
+
+/// Runs `sql` in a background job and reads its single text result; the job's worker pid.
+fn job(client: &mut postgres::Client, sql: &str) -> (i32, Vec<String>) {
+    let row = client
+        .query_one(
+            "SELECT (h).pid, (h).cookie FROM (SELECT pg_background_launch_v2($1) AS h) s",
+            &[&sql],
+        )
+        .unwrap();
+    let (pid, cookie): (i32, i64) = (row.get(0), row.get(1));
+    let values = client
+        .query(
+            "SELECT * FROM pg_background_result_v2($1, $2) AS (r text)",
+            &[&pid, &cookie],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
+        .collect();
+    client
+        .execute("SELECT pg_background_detach_v2($1, $2)", &[&pid, &cookie])
+        .unwrap();
+    (pid, values)
+}
+
+fn code(e: &postgres::Error) -> String {
+    e.as_db_error()
+        .unwrap_or_else(|| panic!("not a server error: {e}"))
+        .code()
+        .code()
+        .to_string()
+}
+
+#[test]
+fn a_warm_worker_serves_the_next_job_of_its_role_and_nothing_leaks_between_jobs() {
+    let cluster = cluster(&[]);
+    let mut alice = connect_as(&cluster, "alice");
+    let (first, _) = job(
+        &mut alice,
+        "CREATE TEMP TABLE scratch (x int); SET work_mem = '7MB'; \
+         PREPARE p AS SELECT 1; SELECT pg_advisory_lock(42); \
+         SELECT 'set up'",
+    );
+    // Another session of the same role gets the same warm worker, reset.
+    let mut alice2 = connect_as(&cluster, "alice");
+    let (second, seen) = job(
+        &mut alice2,
+        "SELECT concat_ws(',', \
+           (SELECT count(*) FROM pg_class WHERE relname = 'scratch' AND relpersistence = 't'), \
+           current_setting('work_mem'), \
+           (SELECT count(*) FROM pg_prepared_statements), \
+           (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()), \
+           current_user)",
+    );
+    assert_eq!(second, first, "the warm worker was reused");
+    assert_eq!(seen, vec!["0,4MB,0,0,alice".to_string()]);
+    // The advisory lock is free for everyone.
+    let mut observer = cluster.connect();
+    let free: bool = observer
+        .query_one("SELECT pg_try_advisory_lock(42)", &[])
+        .unwrap()
+        .get(0);
+    assert!(free);
+
+    // Another role never gets alice's worker.
+    let mut bob = connect_as(&cluster, "bob");
+    let (bobs, who) = job(&mut bob, "SELECT current_user::text");
+    assert_ne!(bobs, first);
+    assert_eq!(who, vec!["bob".to_string()]);
+
+    // A transaction block left open by one job is rolled back, not committed, for the next.
+    let (left_open, _) = job(
+        &mut alice,
+        "BEGIN; INSERT INTO shared_log VALUES ('open block')",
+    );
+    assert_eq!(left_open, first);
+    let (_, count) = job(&mut alice, "SELECT count(*)::text FROM shared_log");
+    assert_eq!(count, vec!["0".to_string()]);
+
+    // Both workers are in the view, idle, with the jobs they served (alice's four, bob's
+    // one; a worker counts a job once it has reset after it).
+    assert!(cluster.poll(Duration::from_secs(10), || {
+        observer
+            .query_one(
+                "SELECT count(*) = 2 AND bool_and(state = 'idle') AND sum(jobs_done) = 5 \
+                 FROM pg_background_jobs",
+                &[],
+            )
+            .unwrap()
+            .get::<_, Option<bool>>(0)
+            == Some(true)
+    }));
+    cluster.assert_no_crash();
+}
+
+#[test]
+fn idle_workers_retire_after_the_idle_timeout() {
+    let cluster = cluster(&[("pg_background.pool_idle_timeout", "1s")]);
+    let mut alice = connect_as(&cluster, "alice");
+    let (pid, _) = job(&mut alice, "SELECT 1");
+    let mut observer = cluster.connect();
+    assert!(cluster.poll(Duration::from_secs(20), || {
+        observer
+            .query_one(
+                "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
+            .unwrap()
+            .get::<_, bool>(0)
+    }));
+    let (next, _) = job(&mut alice, "SELECT 1");
+    assert_ne!(next, pid, "a new worker after the old one retired");
+    cluster.assert_no_crash();
+}
+
+#[test]
+fn a_full_pool_makes_launches_wait_and_a_full_queue_refuses_them() {
+    let cluster = cluster(&[
+        ("pg_background.pool_max_workers", "1"),
+        ("pg_background.max_queued_jobs", "1"),
+    ]);
+    let mut alice = connect_as(&cluster, "alice");
+    let row = alice
+        .query_one(
+            "SELECT (h).pid, (h).cookie FROM (SELECT pg_background_launch_v2('SELECT 1') AS h) s",
+            &[],
+        )
+        .unwrap();
+    let (held, cookie): (i32, i64) = (row.get(0), row.get(1));
+
+    // A second session waits in the admission queue...
+    let conn = format!("{} user=alice", cluster.connection_string("postgres"));
+    let waiter = std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&conn, postgres::NoTls).unwrap();
+        let started = std::time::Instant::now();
+        let row = c
+            .query_one(
+                "SELECT (h).pid, (h).cookie FROM (SELECT pg_background_launch_v2( \
+                   'INSERT INTO shared_log VALUES (''queued job'') RETURNING who') AS h) s",
+                &[],
+            )
+            .unwrap();
+        let (pid, cookie): (i32, i64) = (row.get(0), row.get(1));
+        let who: String = c
+            .query_one(
+                "SELECT * FROM pg_background_result_v2($1, $2) AS (who text)",
+                &[&pid, &cookie],
+            )
+            .unwrap()
+            .get(0);
+        (pid, who, started.elapsed())
+    });
+    let mut observer = cluster.connect();
+    assert!(cluster.poll(Duration::from_secs(10), || {
+        observer
+            .query_one(
+                "SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%queued job%' \
+                 AND backend_type = 'client backend' AND state = 'active'",
+                &[],
+            )
+            .unwrap()
+            .get::<_, bool>(0)
+    }));
+    std::thread::sleep(Duration::from_millis(500));
+
+    // ...and a third finds the queue full.
+    let mut third = connect_as(&cluster, "bob");
+    let e = third
+        .query("SELECT pg_background_launch_v2('SELECT 1')", &[])
+        .unwrap_err();
+    assert_eq!(code(&e), "53400", "{e}");
+    let hint = e
+        .as_db_error()
+        .unwrap()
+        .hint()
+        .unwrap_or_default()
+        .to_string();
+    assert!(hint.contains("pg_background.max_queued_jobs"), "{hint}");
+
+    // Once the first job is detached, the waiting one runs on the same worker.
+    std::thread::sleep(Duration::from_millis(300));
+    alice
+        .execute("SELECT pg_background_detach_v2($1, $2)", &[&held, &cookie])
+        .unwrap();
+    let (pid, who, waited) = waiter.join().unwrap();
+    assert_eq!(pid, held);
+    assert_eq!(who, "queued job");
+    assert!(waited >= Duration::from_millis(500), "{waited:?}");
+    cluster.assert_no_crash();
+}
+
+#[test]
+fn a_pooled_worker_killed_mid_job_is_an_error_and_is_replaced() {
+    let cluster = cluster(&[]);
+    let mut alice = connect_as(&cluster, "alice");
+    let row = alice
+        .query_one(
+            "SELECT (h).pid, (h).cookie FROM (SELECT pg_background_launch_v2('SELECT pg_sleep(30)') AS h) s",
+            &[],
+        )
+        .unwrap();
+    let (pid, cookie): (i32, i64) = (row.get(0), row.get(1));
+    let mut admin = cluster.connect();
+    assert!(cluster.poll(Duration::from_secs(10), || {
+        admin
+            .query_one(
+                "SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'",
+                &[&pid],
+            )
+            .unwrap()
+            .get::<_, bool>(0)
+    }));
+    admin
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap();
+    let e = alice
+        .query(
+            "SELECT * FROM pg_background_result_v2($1, $2) AS (r text)",
+            &[&pid, &cookie],
+        )
+        .unwrap_err();
+    assert!(
+        ["57P01", "08006"].contains(&code(&e).as_str()),
+        "terminated: {e}"
+    );
+    alice
+        .execute("SELECT pg_background_detach_v2($1, $2)", &[&pid, &cookie])
+        .unwrap();
+    let (next, out) = job(&mut alice, "SELECT 'after'");
+    assert_ne!(next, pid);
+    assert_eq!(out, vec!["after".to_string()]);
+    cluster.assert_no_crash();
+}
+
+#[test]
+fn jobs_wait_for_worker_processes_held_by_others_then_run() {
+    // Five worker processes: the logical replication launcher takes one, two unpooled
+    // jobs two, alice's two held jobs the last two.
+    let cluster = cluster(&[("max_worker_processes", "5")]);
+    let mut admin = cluster.connect();
+    admin.batch_execute("LOAD 'background'").unwrap();
+    admin
+        .batch_execute("ALTER SYSTEM SET pg_background.pool_max_workers = 0")
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // Two unpooled workers of the superuser fill two of the four slots.
+    let mut hog = cluster.connect();
+    let hogs: Vec<i32> = (0..2)
+        .map(|_| {
+            hog.query_one("SELECT pg_background_launch('SELECT 1')", &[])
+                .unwrap()
+                .get(0)
+        })
+        .collect();
+    // Their workers exit when detached, two seconds from now.
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        for pid in hogs {
+            hog.execute("SELECT pg_background_detach($1)", &[&pid])
+                .unwrap();
+        }
+    });
+    admin
+        .batch_execute("ALTER SYSTEM RESET pg_background.pool_max_workers")
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut alice = connect_as(&cluster, "alice");
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let row = alice
+            .query_one(
+                "SELECT (h).pid, (h).cookie FROM (SELECT pg_background_launch_v2('SELECT 1') AS h) s",
+                &[],
+            )
+            .unwrap();
+        held.push((row.get::<_, i32>(0), row.get::<_, i64>(1)));
+    }
+    // Every slot is taken: bob's job waits for one, then runs.
+    let mut bob = connect_as(&cluster, "bob");
+    let started = std::time::Instant::now();
+    let (_, who) = job(&mut bob, "SELECT current_user::text");
+    assert_eq!(who, vec!["bob".to_string()]);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "bob waited for a slot: {:?}",
+        started.elapsed()
+    );
+    releaser.join().unwrap();
+    for (pid, cookie) in held {
+        alice
+            .execute("SELECT pg_background_detach_v2($1, $2)", &[&pid, &cookie])
+            .unwrap();
+    }
+    cluster.assert_no_crash();
+}
+
+#[test]
+fn the_job_view_shows_each_role_its_own_jobs_and_a_superuser_all() {
+    let cluster = cluster(&[]);
+    let mut alice = connect_as(&cluster, "alice");
+    let mut bob = connect_as(&cluster, "bob");
+    for (client, sql) in [
+        (&mut alice, "SELECT pg_sleep(5) /* alice's job */"),
+        (&mut bob, "SELECT pg_sleep(5) /* bob's job */"),
+    ] {
+        client
+            .query_one("SELECT pg_background_launch_v2($1)", &[&sql])
+            .unwrap();
+    }
+    let mut admin = cluster.connect();
+    assert!(cluster.poll(Duration::from_secs(10), || {
+        admin
+            .query_one(
+                "SELECT count(*) = 2 FROM pg_background_jobs WHERE state = 'busy'",
+                &[],
+            )
+            .unwrap()
+            .get::<_, bool>(0)
+    }));
+    let alices: Vec<String> = alice
+        .query("SELECT query FROM pg_background_jobs", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        alices,
+        vec!["SELECT pg_sleep(5) /* alice's job */".to_string()]
+    );
+    let submitter: i32 = admin
+        .query_one(
+            "SELECT submitter FROM pg_background_jobs WHERE query LIKE '%bob''s job%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let bobs_backend: i32 = bob
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(submitter, bobs_backend);
+    cluster.assert_no_crash();
+}
