@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use bgworker_tests::{example, test_cluster, Cluster};
 
+#[path = "bench_background.rs"]
+mod background;
 #[path = "bench_pgbench.rs"]
 mod pgbench;
 use postgres::Client;
@@ -347,5 +349,8 @@ fn main() {
     }
     if all || which.iter().any(|w| w == "pgbench") {
         pgbench::run(3, 20);
+    }
+    if all || which.iter().any(|w| w == "background") {
+        background::run(5);
     }
 }

@@ -22,6 +22,9 @@
 #include "varatt.h"
 #endif
 
+#include "lib/stringinfo.h"
+#include "utils/guc.h"
+#include "utils/guc_tables.h"
 #include "shim.h"
 
 const Pg_magic_struct *
@@ -264,4 +267,37 @@ pgsys_hold_cancels_while_sending(void)
 	pgsys_held_methods = *PqCommMethods;
 	pgsys_held_methods.putmessage = pgsys_putmessage_holding_cancels;
 	PqCommMethods = &pgsys_held_methods;
+}
+
+char *
+pgsys_session_settings(int *len)
+{
+	StringInfoData buf;
+	struct config_generic **vars;
+	int			count;
+
+#if PG_VERSION_NUM >= 160000
+	vars = get_guc_variables(&count);
+#else
+	vars = get_guc_variables();
+	count = GetNumConfigOptions();
+#endif
+	initStringInfo(&buf);
+	for (int i = 0; i < count; i++)
+	{
+		struct config_generic *conf = vars[i];
+		const char *value;
+
+		if (conf->source != PGC_S_CLIENT && conf->source != PGC_S_SESSION)
+			continue;
+		if (conf->flags & GUC_NO_SHOW_ALL)
+			continue;
+		value = GetConfigOptionByName(conf->name, NULL, true);
+		if (value == NULL)
+			continue;
+		appendBinaryStringInfo(&buf, conf->name, strlen(conf->name) + 1);
+		appendBinaryStringInfo(&buf, value, strlen(value) + 1);
+	}
+	*len = buf.len;
+	return buf.data;
 }

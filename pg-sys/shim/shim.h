@@ -79,6 +79,13 @@ extern void pgsys_atomic_write_u64(volatile pg_atomic_uint64 *ptr, uint64 val);
  */
 extern void pgsys_hold_cancels_while_sending(void);
 
+/*
+ * The settings this session set itself (sources client and session, as pg_settings shows
+ * them), as "name\0value\0" pairs in *len bytes, palloc'd in the current context; the
+ * settings that pg_settings does not show (GUC_NO_SHOW_ALL) are left out.
+ */
+extern char *pgsys_session_settings(int *len);
+
 #endif							/* PGSYS_SHIM_H */
 
 /* TupleDescAttr(): the attribute array moved behind compact attributes in 18. */

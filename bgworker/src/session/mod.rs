@@ -892,16 +892,36 @@ pub enum State {
 /// The settings this session set (`SET`, or the client's startup options), except those
 /// that carry identity or belong to one transaction: `name\0value\0...`.
 fn capture_settings() -> Result<String> {
-    let pairs: Vec<(String, String)> = crate::xact::within_current(|spi| {
-        spi.query(
-            "SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings \
-             WHERE source IN ('client', 'session') AND name NOT IN ('role', \
-             'session_authorization', 'client_encoding', 'is_superuser', \
-             'transaction_isolation', 'transaction_read_only', 'transaction_deferrable') \
-             ORDER BY name",
-            &[],
-        )
-    })?;
+    /// Identity, encoding and per-transaction settings: never carried over.
+    const NOT_CARRIED: [&str; 7] = [
+        "role",
+        "session_authorization",
+        "client_encoding",
+        "is_superuser",
+        "transaction_isolation",
+        "transaction_read_only",
+        "transaction_deferrable",
+    ];
+    let mut len = 0;
+    let len_ptr = &mut len as *mut i32;
+    // SAFETY: reads this session's settings into a palloc'd buffer of `len` bytes (an
+    // ERROR, such as a setting the current role may not read, is returned).
+    let data = guard(|| unsafe { pg_sys::pgsys_session_settings(len_ptr) })?;
+    // SAFETY: `data` holds `len` bytes, copied before it is freed.
+    let bytes =
+        unsafe { std::slice::from_raw_parts(data as *const u8, len.max(0) as usize) }.to_vec();
+    // SAFETY: the buffer was palloc'd by the call above and is not used after.
+    guard(|| unsafe { pg_sys::pfree(data.cast()) })?;
+    let parts: Vec<&str> = bytes
+        .split(|&b| b == 0)
+        .map(|p| std::str::from_utf8(p).unwrap_or(""))
+        .collect();
+    let mut pairs: Vec<(&str, &str)> = parts
+        .chunks_exact(2)
+        .map(|pair| (pair[0], pair[1]))
+        .filter(|(name, _)| !NOT_CARRIED.contains(name))
+        .collect();
+    pairs.sort_unstable();
     let mut text = String::new();
     for (i, (name, value)) in pairs.iter().enumerate() {
         if i > 0 {

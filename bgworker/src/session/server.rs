@@ -194,7 +194,7 @@ impl Job {
                         // The caller's settings, before its first string: a setting this
                         // worker cannot take is that string's ERROR, never a silently
                         // different setup.
-                        if let Some(pending) = settings.take() {
+                        if let Some(pending) = settings.take().filter(|p| !p.is_empty()) {
                             apply_settings(&pending).map_err(|e| e.to_pg_error())?;
                         }
                         Ok(text)
