@@ -33,10 +33,22 @@ use crate::shmem::{Shared, SpinLocked};
 use crate::time::Timestamp;
 
 /// The most pooled workers there can be (the [`Limits`] choose fewer).
+///
+/// ```
+/// assert_eq!(bgworker::session::pool::MAX_POOLED, 32);
+/// ```
 pub const MAX_POOLED: usize = 32;
 /// The most submitters that can wait in the admission queue (the [`Limits`] choose fewer).
+///
+/// ```
+/// assert_eq!(bgworker::session::pool::MAX_WAITING, 64);
+/// ```
 pub const MAX_WAITING: usize = 64;
 /// How much of a job's SQL the pool keeps for [`jobs`].
+///
+/// ```
+/// assert_eq!(bgworker::session::pool::PREVIEW_BYTES, 64);
+/// ```
 pub const PREVIEW_BYTES: usize = 64;
 
 /// How big the pool may grow, how many submitters may wait, how long a worker stays idle.
@@ -463,6 +475,14 @@ pub struct Job {
 }
 
 /// Every pooled worker of the cluster and its job (a snapshot).
+///
+/// ```no_run
+/// let busy = bgworker::session::pool::jobs()?
+///     .iter()
+///     .filter(|job| job.state == "busy")
+///     .count();
+/// # Ok::<(), bgworker::Error>(())
+/// ```
 pub fn jobs() -> Result<Vec<Job>> {
     let pool = pool()?.lock();
     Ok(pool

@@ -1,6 +1,13 @@
 //! The worker's side of background sessions: who it serves (from `bgw_extra`), connecting
 //! as them, and serving one job's segment (its control block, request queue and reply
 //! queue) until the client detaches.
+//!
+//! ```no_run
+//! // What bgworker::session::serve does in a worker a Client launched:
+//! # fn f(main_arg: i64) -> bgworker::Result<()> {
+//! bgworker::session::serve(main_arg)
+//! # }
+//! ```
 
 use std::sync::atomic::Ordering::SeqCst;
 

@@ -1,4 +1,13 @@
 //! A lock for short, pure-Rust critical sections over data in shared memory.
+//!
+//! ```no_run
+//! use bgworker::shmem::{Shared, SpinLocked};
+//! static COUNTS: Shared<SpinLocked<(u64, u64)>> =
+//!     Shared::new(c"my_ext counts", || SpinLocked::new((0, 0)));
+//! let mut counts = COUNTS.attach_late()?.lock();
+//! counts.0 += 1;
+//! # Ok::<(), bgworker::Error>(())
+//! ```
 
 use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
@@ -43,7 +52,7 @@ impl<T: PlainData> SpinLocked<T> {
             .is_err()
         {
             spins += 1;
-            if spins % 64 == 0 {
+            if spins.is_multiple_of(64) {
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();
