@@ -209,5 +209,18 @@ fn main() {
     );
     show(&mut client, "SELECT workers_launched, workers_completed, workers_canceled, workers_active FROM pg_background_stats_v2()");
 
+    println!("\n   The pool: warm workers per database and role, shared by every session, reset between jobs:");
+    show(
+        &mut client,
+        "SELECT pid, state, jobs_done FROM pg_background_jobs",
+    );
+    let mut other = cluster.connect();
+    show(&mut other, "SELECT * FROM pg_background_result(pg_background_launch('SELECT pg_backend_pid()')) AS (served_by int)");
+    show(&mut other, "SELECT * FROM pg_background_result(pg_background_launch($$SELECT count(*) FROM pg_class WHERE relname = 'scratch'$$)) AS (temp_tables_left bigint)");
+    show(
+        &mut client,
+        "SELECT pid, state, jobs_done FROM pg_background_jobs",
+    );
+
     println!("\nStopping and removing the cluster.");
 }
