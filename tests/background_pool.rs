@@ -57,6 +57,20 @@ fn job(client: &mut postgres::Client, sql: &str) -> (i32, Vec<String>) {
     (pid, values)
 }
 
+/// Waits until the pooled worker `pid` is idle again (it resets after each job).
+fn wait_idle(cluster: &Cluster, pid: i32) {
+    let mut observer = cluster.connect();
+    assert!(cluster.poll(Duration::from_secs(10), || {
+        observer
+            .query_one(
+                "SELECT count(*) = 1 FROM pg_background_jobs WHERE pid = $1 AND state = 'idle'",
+                &[&pid],
+            )
+            .unwrap()
+            .get::<_, bool>(0)
+    }));
+}
+
 fn code(e: &postgres::Error) -> String {
     e.as_db_error()
         .unwrap_or_else(|| panic!("not a server error: {e}"))
@@ -76,6 +90,7 @@ fn a_warm_worker_serves_the_next_job_of_its_role_and_nothing_leaks_between_jobs(
          SELECT 'set up'",
     );
     // Another session of the same role gets the same warm worker, reset.
+    wait_idle(&cluster, first);
     let mut alice2 = connect_as(&cluster, "alice");
     let (second, seen) = job(
         &mut alice2,
@@ -103,11 +118,13 @@ fn a_warm_worker_serves_the_next_job_of_its_role_and_nothing_leaks_between_jobs(
     assert_eq!(who, vec!["bob".to_string()]);
 
     // A transaction block left open by one job is rolled back, not committed, for the next.
+    wait_idle(&cluster, first);
     let (left_open, _) = job(
         &mut alice,
         "BEGIN; INSERT INTO shared_log VALUES ('open block')",
     );
     assert_eq!(left_open, first);
+    wait_idle(&cluster, first);
     let (_, count) = job(&mut alice, "SELECT count(*)::text FROM shared_log");
     assert_eq!(count, vec!["0".to_string()]);
 
@@ -189,7 +206,8 @@ fn a_full_pool_makes_launches_wait_and_a_full_queue_refuses_them() {
         observer
             .query_one(
                 "SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%queued job%' \
-                 AND backend_type = 'client backend' AND state = 'active'",
+                 AND backend_type = 'client backend' AND state = 'active' \
+                 AND pid <> pg_backend_pid()",
                 &[],
             )
             .unwrap()

@@ -400,7 +400,55 @@ pub struct Receiver<'s> {
     _segment: PhantomData<&'s ()>,
 }
 
+/// What [`Receiver::try_receive`] found.
+///
+/// ```no_run
+/// # let segment = bgworker::dsm::Segment::create(16384)?;
+/// # let mut from_worker = segment.receiver(0, None)?;
+/// use bgworker::dsm::Received;
+/// match from_worker.try_receive()? {
+///     Received::Message(m) => bgworker::log!("{} bytes", m.len()),
+///     Received::Empty => bgworker::latch::wait(None).map(drop)?, // the sender sets our latch
+///     Received::Gone => bgworker::log!("the sender detached"),
+/// }
+/// # Ok::<(), bgworker::Error>(())
+/// ```
+#[derive(Debug)]
+pub enum Received {
+    /// A whole message.
+    Message(Vec<u8>),
+    /// Nothing complete yet.
+    Empty,
+    /// The sender has detached (or never attached and its worker stopped).
+    Gone,
+}
+
 impl Receiver<'_> {
+    /// Receives one message if a whole one is there, without waiting. A sender's write
+    /// sets this process's latch, so a caller can wait on the latch between tries and
+    /// check meanwhile whatever else may end the wait.
+    pub fn try_receive(&mut self) -> Result<Received> {
+        let raw = self.raw;
+        let mut len: pg_sys::Size = 0;
+        let mut data: *mut std::ffi::c_void = std::ptr::null_mut();
+        let (l, d) = (
+            &mut len as *mut pg_sys::Size,
+            &mut data as *mut *mut std::ffi::c_void,
+        );
+        // SAFETY: an attached handle; out pointers valid for the call.
+        let r = guard(|| unsafe { pg_sys::shm_mq_receive(raw, l, d, true) })?;
+        Ok(match r {
+            pg_sys::shm_mq_result_SHM_MQ_SUCCESS => {
+                // SAFETY: `data` points at `len` bytes valid until the next receive.
+                Received::Message(
+                    unsafe { std::slice::from_raw_parts(data as *const u8, len) }.to_vec(),
+                )
+            }
+            pg_sys::shm_mq_result_SHM_MQ_WOULD_BLOCK => Received::Empty,
+            _ => Received::Gone,
+        })
+    }
+
     /// Receives one message, waiting until one arrives. `None` when the sender has detached
     /// (or never attached and its worker stopped).
     pub fn receive(&mut self) -> Result<Option<Vec<u8>>> {

@@ -500,12 +500,22 @@ impl Client {
         }
         let settings = capture_settings()?;
         let (segment, control) = new_segment(queue_size)?;
+        let segment_handle = segment.handle();
+        // The client's queue ends exist before any worker can take the job, so that a
+        // worker never waits for a client that failed to attach.
+        let mut client = match Client::with_segment(segment, control, None, None) {
+            Ok(client) => client,
+            Err(e) => {
+                Segment::release(segment_handle)?;
+                return Err(e);
+            }
+        };
         let key = pool::Key {
             database: caller.database,
             session_user: caller.session_user,
             current_user: caller.current_user,
         };
-        let placed = pool::place(key, segment.handle(), limits, |slot, generation| {
+        let placed = pool::place(key, segment_handle, limits, |slot, generation| {
             let launched = builder
                 .clone()
                 .main_arg(pool::main_arg(slot, generation, limits))
@@ -521,16 +531,16 @@ impl Client {
         let (placement, handle) = match placed {
             Ok(placed) => placed,
             Err(e) => {
-                Segment::release(segment.handle())?;
+                drop(client);
+                Segment::release(segment_handle)?;
                 return Err(e);
             }
         };
-        let pooled = match placement {
+        client.pooled = match placement {
             pool::Placement::Idle { slot, generation }
-            | pool::Placement::Start { slot, generation } => (slot, generation),
+            | pool::Placement::Start { slot, generation } => Some((slot, generation)),
         };
-        let mut client =
-            Client::with_segment(segment, control, handle.map(Box::new), Some(pooled))?;
+        client.handle = handle.map(Box::new);
         client.request(b'S', &settings)?;
         Ok(client)
     }
@@ -725,11 +735,28 @@ impl Client {
 
     /// The next reply message, waiting for it; `None` when the worker has gone.
     pub fn receive(&mut self) -> Result<Option<Vec<u8>>> {
-        match self.from_worker.as_mut() {
-            Some(queue) => queue.receive(),
-            None => Err(Error::WrongContext(
-                "this background session's replies are ignored".into(),
-            )),
+        loop {
+            let received = match self.from_worker.as_mut() {
+                Some(queue) => queue.try_receive()?,
+                None => {
+                    return Err(Error::WrongContext(
+                        "this background session's replies are ignored".into(),
+                    ))
+                }
+            };
+            match received {
+                crate::dsm::Received::Message(m) => return Ok(Some(m)),
+                crate::dsm::Received::Gone => return Ok(None),
+                crate::dsm::Received::Empty => {
+                    // A worker that exits before it attaches the queue never detaches
+                    // from it either (one that attached did, and the queue says so):
+                    // look at the worker itself now and then.
+                    if self.stopped()? && self.control.worker_pid.load(SeqCst) == 0 {
+                        return Ok(None);
+                    }
+                    crate::latch::wait(Some(std::time::Duration::from_secs(1)))?;
+                }
+            }
         }
     }
 

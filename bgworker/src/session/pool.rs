@@ -10,6 +10,7 @@
 //!
 //! ```no_run
 //! use bgworker::session::{pool::Limits, Client};
+//! use bgworker::Worker;
 //! # struct Pooled;
 //! # impl bgworker::Worker for Pooled {
 //! #     const NAME: &'static str = "p";
@@ -206,7 +207,8 @@ pub(crate) enum Placement {
 
 /// The main argument of a pooled worker for `slot`.
 pub(crate) fn main_arg(slot: usize, generation: u32, limits: Limits) -> i64 {
-    (slot as i64) | (i64::from(generation) << 8) | (i64::from(limits.idle_timeout_secs) << 40)
+    let idle = limits.idle_timeout_secs.min(0x3f_ffff);
+    (slot as i64) | (i64::from(generation) << 8) | (i64::from(idle) << 40)
 }
 
 fn preview_of(sql: &str) -> ([u8; PREVIEW_BYTES], u32) {
@@ -274,7 +276,8 @@ pub(crate) fn place(
                     generation: s.generation,
                 })
             } else {
-                if my_turn_overall && idle.is_none() {
+                let retiring = pool.slots.iter().any(|s| s.segment == RETIRE);
+                if my_turn_overall && idle.is_none() && !retiring {
                     // The pool is full: ask an idle worker of another key to make room.
                     if let Some(s) = pool
                         .slots
@@ -315,13 +318,20 @@ pub(crate) fn place(
                         )
                         .into());
                     }
+                    let Some(place) = pool.waiting.iter().position(|w| w.ticket == 0) else {
+                        drop(pool);
+                        break Err(PgError::new(
+                            SqlState::CONFIGURATION_LIMIT_EXCEEDED,
+                            "the background job admission queue is full",
+                        )
+                        .into());
+                    };
                     ticket = pool.next_ticket;
                     pool.next_ticket += 1;
-                    if let Some(w) = pool.waiting.iter_mut().find(|w| w.ticket == 0) {
-                        w.ticket = ticket;
-                        w.key = key;
-                        w.waker.set(Some(me));
-                    }
+                    let w = &mut pool.waiting[place];
+                    w.ticket = ticket;
+                    w.key = key;
+                    w.waker.set(Some(me));
                 }
                 None => {}
             }
@@ -341,9 +351,11 @@ pub(crate) fn place(
                     // idle pooled worker of another key makes room when it can.
                     free_slot(slot, generation, 0)?;
                     let mut pool = pool()?.lock();
+                    let retiring = pool.slots.iter().any(|s| s.segment == RETIRE);
                     if let Some(s) = pool
                         .slots
                         .iter_mut()
+                        .filter(|_| !retiring)
                         .find(|s| s.state == IDLE && s.segment == 0 && s.key != key)
                     {
                         s.segment = RETIRE;
@@ -433,7 +445,11 @@ pub(crate) fn serving(slot: usize, generation: u32, segment: u32) -> Result<bool
 pub(crate) fn signal(slot: usize, generation: u32, segment: u32, signal: c_int) -> Result<bool> {
     let pool = pool()?.lock();
     let s = &pool.slots[slot];
-    if s.generation == generation && s.segment == segment && s.state == BUSY && s.pid > 0 {
+    if s.generation == generation
+        && s.segment == segment
+        && (s.state == BUSY || s.state == STARTING)
+        && s.pid > 0
+    {
         // SAFETY: a signal to the pooled worker that serves our job.
         unsafe { libc::kill(s.pid, signal) };
         return Ok(true);
@@ -526,12 +542,19 @@ pub fn serve(main_arg: i64) -> Result<()> {
     }
     let slot = (main_arg & 0xff) as usize;
     let generation = ((main_arg >> 8) & 0xff_ffff) as u32;
-    let idle_timeout = Duration::from_secs(((main_arg >> 40) & 0xff_ffff) as u64);
+    let idle_timeout = Duration::from_secs(((main_arg >> 40) & 0x3f_ffff) as u64);
     if slot >= MAX_POOLED {
         return Err(Error::msg("a pooled worker's slot is out of range"));
     }
     // SAFETY: a plain read of this process's pid.
     let my_pid = unsafe { pg_sys::MyProcPid };
+    let me = Waker::current()?;
+    // Whatever way this process ends, its slot is free for another worker (registered
+    // before the slot names this process, so that no exit path misses it).
+    let arg = (slot as u64 | (u64::from(generation) << 8)) as pg_sys::Datum;
+    // SAFETY: registers a callback that only touches the pool (a spin lock and plain
+    // data) and sets latches; it runs once, at exit.
+    crate::guard(|| unsafe { pg_sys::before_shmem_exit(Some(on_exit), arg) })?;
     {
         let mut pool = pool()?.lock();
         let s = &mut pool.slots[slot];
@@ -539,13 +562,8 @@ pub fn serve(main_arg: i64) -> Result<()> {
             return Err(Error::msg("this pooled worker's slot was given up"));
         }
         s.pid = my_pid;
-        s.worker.set(Some(Waker::current()?));
+        s.worker.set(Some(me));
     }
-    // Whatever way this process ends, its slot is free for another worker.
-    let arg = (slot as u64 | (u64::from(generation) << 8)) as pg_sys::Datum;
-    // SAFETY: registers a callback that only touches the pool (a spin lock and plain
-    // data) and sets latches; it runs once, at exit.
-    crate::guard(|| unsafe { pg_sys::before_shmem_exit(Some(on_exit), arg) })?;
     let mut server = super::server::JobServer::start()?;
     loop {
         let segment = {

@@ -162,7 +162,11 @@ impl Job {
         // SAFETY: the queue handle lives in this Job until `stop_output`, which ends the
         // redirection before dropping it; detaching the segment also ends it (PostgreSQL
         // registers a detach callback that forgets the queue).
-        guard(|| unsafe { pg_sys::pq_redirect_to_shm_mq(raw_segment, raw_queue) })?;
+        // A query cancel waits while a message is being sent (see the shim).
+        guard(|| unsafe {
+            pg_sys::pq_redirect_to_shm_mq(raw_segment, raw_queue);
+            pg_sys::pgsys_hold_cancels_while_sending();
+        })?;
         self.output = Some(sender);
         control::set_serving(self.control);
         Ok(())
