@@ -277,7 +277,8 @@ fn a_caller_that_disconnects_leaves_no_worker_behind() {
     assert!(cluster.poll(Duration::from_secs(60), || {
         observer
             .query_one(
-                "SELECT state = 'idle' AND submitter IS NULL FROM pg_background_jobs WHERE pid = $1",
+                "SELECT coalesce(bool_and(state = 'idle' AND submitter IS NULL), false) \
+                 FROM pg_background_jobs WHERE pid = $1",
                 &[&pid],
             )
             .unwrap()

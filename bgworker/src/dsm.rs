@@ -225,6 +225,29 @@ impl Segment {
         Ok(())
     }
 
+    /// Makes the queue created at `offset` empty and new, for another pair of processes.
+    ///
+    /// # Safety
+    /// No process may have the queue attached (its handles are all detached and dropped).
+    pub(crate) unsafe fn recreate_queue(&self, offset: usize) -> Result<()> {
+        if !self.creator {
+            return Err(Error::WrongContext(
+                "only the process that created a segment creates its queues".to_string(),
+            ));
+        }
+        let header = self.header();
+        let count = header.queues.load(Ordering::Acquire) as usize;
+        let size = header.table[..count.min(MAX_QUEUES)]
+            .iter()
+            .find(|e| e[0].load(Ordering::Relaxed) as usize == offset)
+            .map(|e| e[1].load(Ordering::Relaxed) as usize)
+            .ok_or_else(|| Error::msg(format!("no queue at offset {offset}")))?;
+        let address = self.address(offset);
+        // SAFETY: the registered queue's own bytes; nobody has it attached (the contract).
+        guard(|| unsafe { pg_sys::shm_mq_create(address.cast(), size) })?;
+        Ok(())
+    }
+
     /// The queue created at `offset`, or an error when there is none.
     fn queue(&self, offset: usize) -> Result<*mut pg_sys::shm_mq> {
         let header = self.header();

@@ -171,7 +171,12 @@ pub fn wait_for(
     // plain values. With WL_EXIT_ON_PM_DEATH the call exits the process if the postmaster
     // dies, rather than returning.
     let rc = guard(|| unsafe {
-        pg_sys::WaitLatchOrSocket(pg_sys::MyLatch, events, fd as _, timeout_ms as _, event.0)
+        if socket.is_some() {
+            pg_sys::WaitLatchOrSocket(pg_sys::MyLatch, events, fd as _, timeout_ms as _, event.0)
+        } else {
+            // The process's own wait set: no set to build and tear down per wait.
+            pg_sys::WaitLatch(pg_sys::MyLatch, events, timeout_ms as _, event.0)
+        }
     })?;
     let woke = if rc & pg_sys::WL_LATCH_SET as i32 != 0 {
         // SAFETY: as above.

@@ -39,6 +39,9 @@ pub(crate) struct Control {
     pub(crate) worker_pid: AtomicI32,
     /// The size of each of the two queues after the block.
     pub(crate) queue_size: AtomicU64,
+    /// Set by the worker once it no longer touches the segment (its queue handles are
+    /// gone): the client's backend may then make the segment new for another job.
+    pub(crate) released: AtomicU32,
     /// Strings the client has sent (the client writes it before sending each).
     pub(crate) sent: AtomicU64,
     /// Strings the worker has finished, successfully or not.

@@ -411,7 +411,8 @@ pub struct Client {
     handle: Option<Box<Handle>>,
     /// The pool slot and its generation, when a pooled worker serves this client.
     pooled: Option<(usize, u32)>,
-    segment: Box<Segment>,
+    /// Taken out only by `Drop` (to keep it for the next client of this backend).
+    segment: std::mem::ManuallyDrop<Box<Segment>>,
     /// Set while [`Client::forward`] reads a string's replies; still set if it stopped
     /// before the end, when the queue may hold replies of that string.
     broken: bool,
@@ -585,7 +586,7 @@ impl Client {
             control,
             handle,
             pooled,
-            segment,
+            segment: std::mem::ManuallyDrop::new(segment),
             broken: false,
         })
     }
@@ -735,6 +736,9 @@ impl Client {
 
     /// The next reply message, waiting for it; `None` when the worker has gone.
     pub fn receive(&mut self) -> Result<Option<Vec<u8>>> {
+        // A result comes as several messages written one after another: looking again for
+        // a few microseconds before sleeping saves a sleep and a wakeup per message.
+        let mut spin_until = Some(std::time::Instant::now() + SPIN);
         loop {
             let received = match self.from_worker.as_mut() {
                 Some(queue) => queue.try_receive()?,
@@ -747,7 +751,13 @@ impl Client {
             match received {
                 crate::dsm::Received::Message(m) => return Ok(Some(m)),
                 crate::dsm::Received::Gone => return Ok(None),
+                crate::dsm::Received::Empty
+                    if spin_until.is_some_and(|t| std::time::Instant::now() < t) =>
+                {
+                    std::hint::spin_loop();
+                }
                 crate::dsm::Received::Empty => {
+                    spin_until = None;
                     // A worker that exits before it attaches the queue never detaches
                     // from it either (one that attached did, and the queue says so):
                     // look at the worker itself now and then.
@@ -871,6 +881,9 @@ fn new_segment(queue_size: usize) -> Result<(Box<Segment>, &'static Control)> {
     if queue_size > u32::MAX as usize {
         return Err(Error::msg("a session queue is at most 4 GB"));
     }
+    if let Some(reused) = reuse_spare(queue_size) {
+        return Ok(reused);
+    }
     let segment = Box::new(Segment::create(CONTROL_SIZE + 2 * queue_size)?);
     // SAFETY: the segment is new and its first CONTROL_SIZE bytes are for this block; the
     // reference is used only while a Client owns the segment.
@@ -895,8 +908,48 @@ impl Drop for Client {
         if self.control.worker_pid.load(SeqCst) == 0 && matches!(self.stopped(), Ok(true)) {
             let _ = Segment::release(self.segment.handle());
         }
+        // SAFETY: taken once, here. The queue ends, dropped right after this, borrow the
+        // boxed segment: it stays mapped in SPARE meanwhile (the box does not move). The
+        // segment SPARE held before has no queue ends left; dropping it detaches it.
+        let segment = unsafe { std::mem::ManuallyDrop::take(&mut self.segment) };
+        let previous = SPARE.with(|spare| spare.borrow_mut().replace(segment));
+        drop(previous);
     }
 }
+
+thread_local! {
+    /// The segment of this backend's last client: the next client of the same queue size
+    /// reuses it once its worker has let it go (no segment to create, fill and destroy).
+    static SPARE: std::cell::RefCell<Option<Box<Segment>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The spare segment, made new again, if it has `queue_size` queues and its last worker
+/// has let it go.
+fn reuse_spare(queue_size: usize) -> Option<(Box<Segment>, &'static Control)> {
+    let segment = SPARE.with(|spare| spare.borrow_mut().take())?;
+    // SAFETY: a segment new_segment made, still mapped (the box owns the mapping), with a
+    // control block at its start.
+    let old = unsafe { Control::attach(segment.base()) }.ok()?;
+    if old.queue_size.load(SeqCst) as usize != queue_size || old.released.load(SeqCst) == 0 {
+        return None;
+    }
+    // SAFETY: nobody uses the segment any more: the last client's queue ends are gone and
+    // its worker released it (it touches nothing of it after that), so its control block
+    // and queues may be written anew.
+    let control = unsafe {
+        let control = Control::create(segment.base(), queue_size);
+        segment.recreate_queue(CONTROL_SIZE).ok()?;
+        segment.recreate_queue(CONTROL_SIZE + queue_size).ok()?;
+        control
+    };
+    control.client.set(crate::latch::Waker::current().ok());
+    segment.keep().ok()?;
+    Some((segment, control))
+}
+
+/// How long [`Client::receive`] looks for the next message before it sleeps on the latch.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// Where a [`Client`]'s worker is.
 ///

@@ -608,11 +608,17 @@ pub fn serve(main_arg: i64) -> Result<()> {
             }
             continue;
         }
-        server.serve_job(segment)?;
-        let mut pool = pool()?.lock();
-        let s = &mut pool.slots[slot];
-        s.segment = 0;
-        s.jobs_done += 1;
+        // The job is over once its client detached; the next one may be handed over while
+        // this worker resets its session (it starts it after the reset).
+        let reset = server.serve_job(segment, || {
+            let mut pool = pool()?.lock();
+            let s = &mut pool.slots[slot];
+            s.segment = 0;
+            s.jobs_done += 1;
+            s.state = IDLE;
+            Ok(())
+        });
+        reset?;
     }
 }
 

@@ -114,7 +114,7 @@ impl Caller {
 pub(crate) struct Job {
     // Dropped first: they borrow the segment.
     output: Option<Sender<'static>>,
-    requests: Receiver<'static>,
+    requests: Option<Receiver<'static>>,
     control: &'static Control,
     segment: Box<Segment>,
 }
@@ -146,7 +146,7 @@ impl Job {
         let requests = seg.receiver(CONTROL_SIZE, None)?;
         Ok(Job {
             output: None,
-            requests,
+            requests: Some(requests),
             control,
             segment,
         })
@@ -176,7 +176,7 @@ impl Job {
     pub(crate) fn serve(&mut self, session: &mut Session) -> Result<()> {
         let mut settings: Option<String> = None;
         let mut number = 0u64;
-        while let Some(message) = self.requests.receive()? {
+        while let Some(message) = self.requests()?.receive()? {
             let (kind, body) = message.split_first().unwrap_or((&0, &[]));
             let text = std::str::from_utf8(body);
             match kind {
@@ -217,6 +217,20 @@ impl Job {
         Ok(())
     }
 
+    fn requests(&mut self) -> Result<&mut Receiver<'static>> {
+        self.requests
+            .as_mut()
+            .ok_or_else(|| Error::msg("this job's requests are closed"))
+    }
+
+    /// Lets the segment go: detaches the queues and tells the client's backend that this
+    /// worker no longer touches the segment (it may make it new for another job).
+    pub(crate) fn release(mut self) {
+        self.stop_output();
+        self.requests = None;
+        self.control.released.store(1, SeqCst);
+    }
+
     /// Ends the redirection to this job's queue: output goes nowhere until the next job.
     pub(crate) fn stop_output(&mut self) {
         control::clear_serving();
@@ -247,15 +261,19 @@ impl JobServer {
         })
     }
 
-    /// Serves the job in segment `handle` until its client detaches, then resets the
-    /// session for the next job.
-    pub(crate) fn serve_job(&mut self, handle: u32) -> Result<()> {
+    /// Serves the job in segment `handle` until its client detaches, calls `over`, then
+    /// resets the session for the next job.
+    pub(crate) fn serve_job(
+        &mut self,
+        handle: u32,
+        over: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
         let mut job = Job::attach(handle)?;
         job.redirect_output()?;
         let served = job.serve(&mut self.session);
-        job.stop_output();
-        drop(job);
+        job.release();
         served?;
+        over()?;
         self.reset()
     }
 
