@@ -451,6 +451,19 @@ impl Receiver<'_> {
     /// sets this process's latch, so a caller can wait on the latch between tries and
     /// check meanwhile whatever else may end the wait.
     pub fn try_receive(&mut self) -> Result<Received> {
+        self.receive_one(true)
+    }
+
+    /// Receives one message, waiting until one arrives. `None` when the sender has detached
+    /// (or never attached and its worker stopped).
+    pub fn receive(&mut self) -> Result<Option<Vec<u8>>> {
+        Ok(match self.receive_one(false)? {
+            Received::Message(m) => Some(m),
+            Received::Empty | Received::Gone => None,
+        })
+    }
+
+    fn receive_one(&mut self, nowait: bool) -> Result<Received> {
         let raw = self.raw;
         let mut len: pg_sys::Size = 0;
         let mut data: *mut std::ffi::c_void = std::ptr::null_mut();
@@ -459,7 +472,7 @@ impl Receiver<'_> {
             &mut data as *mut *mut std::ffi::c_void,
         );
         // SAFETY: an attached handle; out pointers valid for the call.
-        let r = guard(|| unsafe { pg_sys::shm_mq_receive(raw, l, d, true) })?;
+        let r = guard(|| unsafe { pg_sys::shm_mq_receive(raw, l, d, nowait) })?;
         Ok(match r {
             pg_sys::shm_mq_result_SHM_MQ_SUCCESS => {
                 // SAFETY: `data` points at `len` bytes valid until the next receive.
@@ -470,29 +483,6 @@ impl Receiver<'_> {
             pg_sys::shm_mq_result_SHM_MQ_WOULD_BLOCK => Received::Empty,
             _ => Received::Gone,
         })
-    }
-
-    /// Receives one message, waiting until one arrives. `None` when the sender has detached
-    /// (or never attached and its worker stopped).
-    pub fn receive(&mut self) -> Result<Option<Vec<u8>>> {
-        let raw = self.raw;
-        let mut len: pg_sys::Size = 0;
-        let mut data: *mut std::ffi::c_void = std::ptr::null_mut();
-        let (l, d) = (
-            &mut len as *mut pg_sys::Size,
-            &mut data as *mut *mut std::ffi::c_void,
-        );
-        // SAFETY: an attached handle; out pointers valid for the call.
-        let r = guard(|| unsafe { pg_sys::shm_mq_receive(raw, l, d, false) })?;
-        match r {
-            pg_sys::shm_mq_result_SHM_MQ_SUCCESS => {
-                // SAFETY: `data` points at `len` bytes valid until the next receive.
-                Ok(Some(
-                    unsafe { std::slice::from_raw_parts(data as *const u8, len) }.to_vec(),
-                ))
-            }
-            _ => Ok(None),
-        }
     }
 }
 

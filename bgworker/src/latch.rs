@@ -266,28 +266,13 @@ impl Waker {
     /// Sets the latch if its process is still the one this waker was made for; `false`
     /// if that process has exited.
     pub fn wake(self) -> bool {
-        // SAFETY: ProcGlobal is set up before any backend or worker runs and never moves;
-        // it lives in shared memory mapped at the same address in every process.
-        let global = unsafe { pg_sys::ProcGlobal };
-        if global.is_null() {
+        let Some(latch) = self.owned_latch() else {
             return false;
-        }
-        // SAFETY: as above.
-        let (first, count) = unsafe { ((*global).allProcs, (*global).allProcCount) };
-        if self.procno >= count {
-            return false;
-        }
-        // SAFETY: procno < allProcCount: an element of the PGPROC array. A process owns its
-        // latch while it lives (it is disowned at exit). The owner may change under us (the
-        // process exits, another takes the slot): then the latch we set belongs to another
-        // process, which sees one spurious wakeup, as latches allow.
-        unsafe {
-            let latch = &raw mut (*first.add(self.procno as usize)).procLatch;
-            if std::ptr::read_volatile(&raw const (*latch).owner_pid) != self.pid {
-                return false;
-            }
-            pg_sys::SetLatch(latch);
-        }
+        };
+        // SAFETY: a latch of the PGPROC array (see owned_latch). The owner may change
+        // under us (the process exits, another takes the slot): then the latch we set
+        // belongs to another process, which sees one spurious wakeup, as latches allow.
+        unsafe { pg_sys::SetLatch(latch) };
         true
     }
 
@@ -298,21 +283,28 @@ impl Waker {
     /// # Ok::<(), bgworker::Error>(())
     /// ```
     pub fn alive(self) -> bool {
-        // SAFETY: as in `wake`.
+        self.owned_latch().is_some()
+    }
+
+    /// The latch of PGPROC number `procno` while its owner is this waker's process.
+    fn owned_latch(self) -> Option<*mut pg_sys::Latch> {
+        // SAFETY: ProcGlobal is set up before any backend or worker runs and never moves;
+        // it lives in shared memory mapped at the same address in every process.
         let global = unsafe { pg_sys::ProcGlobal };
         if global.is_null() {
-            return false;
+            return None;
         }
-        // SAFETY: as in `wake`.
+        // SAFETY: as above.
         let (first, count) = unsafe { ((*global).allProcs, (*global).allProcCount) };
         if self.procno >= count {
-            return false;
+            return None;
         }
-        // SAFETY: procno < allProcCount: an element of the PGPROC array; a racy read of the
-        // owner's pid, as in `wake`.
+        // SAFETY: procno < allProcCount: an element of the PGPROC array. A process owns its
+        // latch while it lives (it is disowned at exit); the owner's pid is read racily,
+        // which is as good as any later check could be.
         unsafe {
-            let latch = &raw const (*first.add(self.procno as usize)).procLatch;
-            std::ptr::read_volatile(&raw const (*latch).owner_pid) == self.pid
+            let latch = &raw mut (*first.add(self.procno as usize)).procLatch;
+            (std::ptr::read_volatile(&raw const (*latch).owner_pid) == self.pid).then_some(latch)
         }
     }
 
