@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use bgworker_tests::{example, run_extension_script, Cluster};
+use bgworker_tests::{example, run_extension_script, status_kb, Cluster};
 
 fn cluster(settings: &[(&str, &str)]) -> Cluster {
     let mut builder = Cluster::builder()
@@ -446,7 +446,7 @@ fn eight_sessions_submit_a_thousand_jobs_each_and_every_job_runs_once() {
         .unwrap()
     {
         let pid: i32 = r.get(0);
-        rss.push((pid, r.get::<_, i64>(1), rss_anon_kb(pid)));
+        rss.push((pid, r.get::<_, i64>(1), status_kb(pid, "RssAnon")));
     }
     let served: i64 = rss.iter().map(|r| r.1).sum();
     assert!(rss.len() <= 8, "at most pool_max_workers workers: {rss:?}");
@@ -465,15 +465,4 @@ fn eight_sessions_submit_a_thousand_jobs_each_and_every_job_runs_once() {
     println!("pooled workers (pid, jobs, RssAnon kB): {rss:?}");
     assert!(rss.iter().all(|r| r.2 < 16 * 1024), "{rss:?}");
     cluster.assert_no_crash();
-}
-
-fn rss_anon_kb(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("RssAnon:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bgworker_tests::{example, test_cluster, Cluster};
+use bgworker_tests::{example, status_kb, test_cluster, Cluster};
 
 #[path = "bench_background.rs"]
 mod background;
@@ -84,21 +84,6 @@ fn spi_overhead(rounds: usize, statements: i64) {
         );
     }
     println!();
-}
-
-/// A kB figure of `/proc/<pid>/status` (`VmHWM`, `RssAnon`, ...), 0 when unavailable.
-fn status_kb(pid: i32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| {
-                    l.strip_prefix(field)
-                        .is_some_and(|rest| rest.starts_with(':'))
-                })
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn scan_seconds(client: &mut Client) -> f64 {

@@ -4,10 +4,10 @@
 
 use std::time::Instant;
 
-use bgworker_tests::{example, run_extension_script, Cluster};
+use bgworker_tests::{example, run_extension_script, status_kb, Cluster};
 use postgres::Client;
 
-use super::{median, status_kb};
+use super::median;
 
 /// Seconds per call of `sql`, run `calls` times, median of `rounds` rounds.
 fn per_call(client: &mut Client, sql: &str, calls: usize, rounds: usize) -> f64 {

@@ -73,3 +73,18 @@ pub fn run_extension_script(client: &mut postgres::Client, extension: &str) {
     let control = root.join(format!("contrib/{extension}/{extension}.control"));
     bgworker::testing::run_extension_script(client, &control);
 }
+
+/// A kB figure of `/proc/<pid>/status` (`VmHWM`, `RssAnon`, ...), 0 when unavailable.
+pub fn status_kb(pid: i32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| {
+                    l.strip_prefix(field)
+                        .is_some_and(|rest| rest.starts_with(':'))
+                })
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
