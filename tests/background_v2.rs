@@ -464,3 +464,143 @@ fn a_job_launched_by_a_security_definer_function_keeps_its_owners_rights() {
     }
     cluster.assert_no_crash();
 }
+
+#[test]
+fn a_results_columns_and_error_are_read_without_consuming_it() {
+    let cluster = cluster();
+    // NOTICEs of alice's jobs are re-raised in her session when their result is read.
+    let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = notices.clone();
+    let mut alice = {
+        let conn = format!("{} user=alice", cluster.connection_string("postgres"));
+        let mut config: postgres::Config = conn.parse().unwrap();
+        config.notice_callback(move |n| seen.lock().unwrap().push(n.message().to_string()));
+        config.connect(postgres::NoTls).unwrap()
+    };
+    let describe = "SELECT column_number, column_name, column_type::text, column_typmod \
+                    FROM pg_background_describe_v2($1, $2)";
+    let error = "SELECT sqlstate, message, context FROM pg_background_error_v2($1, $2)";
+
+    // Columns, then an error check that finds none, then the rows, all still there.
+    let (pid, cookie) = launch(
+        &mut alice,
+        "SELECT g AS one, ('x' || g)::varchar(5) AS v FROM generate_series(1, 2) g",
+    );
+    let columns: Vec<(i32, String, String, i32)> = alice
+        .query(describe, &[&pid, &cookie])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        columns,
+        vec![
+            (1, "one".into(), "integer".into(), -1),
+            (2, "v".into(), "character varying".into(), 9),
+        ]
+    );
+    let none = alice.query_one(error, &[&pid, &cookie]).unwrap();
+    assert_eq!(none.get::<_, Option<String>>(0), None);
+    // Looking twice reads nothing more.
+    assert_eq!(alice.query(describe, &[&pid, &cookie]).unwrap().len(), 2);
+    let rows: Vec<(i32, String)> = alice
+        .query(
+            "SELECT * FROM pg_background_result_v2($1, $2) AS (one int, v text)",
+            &[&pid, &cookie],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(rows, vec![(1, "x1".into()), (2, "x2".into())]);
+
+    // A string that fails after a NOTICE and a row: its ERROR as data, then the same ERROR
+    // (and the NOTICE) from the result; the next string's result is its own.
+    let run = "SELECT pg_background_run_v2($1, $2, $3)";
+    alice
+        .execute(
+            run,
+            &[
+                &pid,
+                &cookie,
+                &"DO $$ BEGIN RAISE NOTICE 'about to fail'; END $$; \
+                  SELECT 1 / g FROM generate_series(1, 0, -1) g",
+            ],
+        )
+        .unwrap();
+    alice
+        .execute(run, &[&pid, &cookie, &"SELECT 'after'::text AS t"])
+        .unwrap();
+    let failed = alice.query_one(error, &[&pid, &cookie]).unwrap();
+    assert_eq!(failed.get::<_, Option<String>>(0).as_deref(), Some("22012"));
+    assert_eq!(
+        failed.get::<_, Option<String>>(1).as_deref(),
+        Some("division by zero")
+    );
+    let context: String = failed.get(2);
+    assert!(
+        context.contains(&format!("background session worker {pid}")),
+        "{context}"
+    );
+    // Its columns were described before the failure.
+    assert_eq!(alice.query(describe, &[&pid, &cookie]).unwrap().len(), 1);
+    assert!(notices.lock().unwrap().is_empty(), "{notices:?}");
+    // Another session of alice cannot use the handle; the launching one reads the result.
+    let other = connect_as(&cluster, "alice")
+        .query(error, &[&pid, &cookie])
+        .unwrap_err();
+    assert_eq!(code(&other), "42704", "{other}");
+    let e = alice
+        .query(
+            "SELECT * FROM pg_background_result_v2($1, $2) AS (x int)",
+            &[&pid, &cookie],
+        )
+        .unwrap_err();
+    assert_eq!(code(&e), "22012", "{e}");
+    assert_eq!(*notices.lock().unwrap(), vec!["about to fail".to_string()]);
+    let after: String = alice
+        .query_one(
+            "SELECT * FROM pg_background_result_v2($1, $2) AS (t text)",
+            &[&pid, &cookie],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(after, "after");
+
+    // A command has no columns; a result larger than the queue cannot be looked past, and
+    // is still read whole after the refusal.
+    alice
+        .execute(run, &[&pid, &cookie, &"CREATE TEMP TABLE t (a int)"])
+        .unwrap();
+    assert!(alice.query(describe, &[&pid, &cookie]).unwrap().is_empty());
+    let tag: String = alice
+        .query_one(
+            "SELECT * FROM pg_background_result_v2($1, $2) AS (r text)",
+            &[&pid, &cookie],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tag, "CREATE TABLE");
+    alice
+        .execute("SELECT pg_background_detach_v2($1, $2)", &[&pid, &cookie])
+        .unwrap();
+    let big = alice
+        .query_one(
+            "SELECT (h).pid, (h).cookie FROM pg_background_launch_v2( \
+               'SELECT g FROM generate_series(1, 100000) g', 4096) h",
+            &[],
+        )
+        .unwrap();
+    let (pid, cookie): (i32, i64) = (big.get(0), big.get(1));
+    let too_big = alice.query(error, &[&pid, &cookie]).unwrap_err();
+    assert_eq!(code(&too_big), "54000", "{too_big}");
+    let count: i64 = alice
+        .query_one(
+            "SELECT count(*) FROM pg_background_result_v2($1, $2) AS (g int)",
+            &[&pid, &cookie],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 100_000);
+    cluster.assert_no_crash();
+}

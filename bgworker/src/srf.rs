@@ -99,6 +99,59 @@ impl crate::sql::SignatureType for SetOfRecord {
     const SQL: crate::sql::TypeSpelling = crate::sql::TypeSpelling::named("SETOF record");
 }
 
+/// Declares a set-returning function's result by its columns, `RETURNS TABLE (...)`: a type
+/// to return from [`sql_function!`](crate::sql_function) after filling a [`RecordSet`],
+/// whose columns then come from the declaration (callers need no column definition list).
+///
+/// ```no_run
+/// use bgworker::srf::RecordSet;
+/// bgworker::table_type! {
+///     /// Numbers and their squares.
+///     pub struct Squares = "n int4, square int8";
+/// }
+/// bgworker::sql_function! {
+///     /// `SELECT * FROM squares(3)`: (1, 1), (2, 4), (3, 9).
+///     fn squares(count: i32) -> Squares {
+///         let mut rows = RecordSet::for_current_call()?;
+///         for n in 1..=i64::from(count) {
+///             let values = [n.to_string(), (n * n).to_string()];
+///             rows.push_text(values.iter().map(|v| Some(v.as_bytes())))?;
+///         }
+///         Ok(rows.finish().into())
+///     }
+/// }
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! table_type {
+    ($(#[doc = $doc:literal])* $vis:vis struct $name:ident = $columns:literal;) => {
+        $(#[doc = $doc])*
+        #[derive(Clone, Copy, Debug)]
+        $vis struct $name($crate::srf::SetOfRecord);
+
+        impl ::std::convert::From<$crate::srf::SetOfRecord> for $name {
+            fn from(rows: $crate::srf::SetOfRecord) -> $name {
+                $name(rows)
+            }
+        }
+
+        // SAFETY: the same Datum as SetOfRecord's (the rows went to the executor).
+        unsafe impl $crate::datum::ToSql for $name {
+            fn sql_type(&self) -> $crate::pg_sys::Oid {
+                $crate::datum::ToSql::sql_type(&self.0)
+            }
+            fn to_datum(&self) -> $crate::Result<Option<$crate::pg_sys::Datum>> {
+                $crate::datum::ToSql::to_datum(&self.0)
+            }
+        }
+
+        impl $crate::sql::SignatureType for $name {
+            const SQL: $crate::sql::TypeSpelling =
+                $crate::sql::TypeSpelling::named(concat!("TABLE (", $columns, ")"));
+        }
+    };
+}
+
 /// Refuses text a type input function must not see: a NUL byte (it would end the text
 /// early) or bytes that are not valid in the database encoding.
 fn check_text(bytes: &[u8]) -> Result<()> {

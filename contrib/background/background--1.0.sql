@@ -4,13 +4,16 @@
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "CREATE EXTENSION background" to load this file. \quit
 
+CREATE TYPE "pg_background_error" AS ("sqlstate" text, "message" text, "detail" text, "hint" text, "context" text);
 CREATE TYPE "pg_background_handle" AS ("pid" integer, "cookie" bigint);
 CREATE TYPE "pg_background_progress" AS ("progress_pct" integer, "progress_msg" text);
 CREATE TYPE "pg_background_stats" AS ("workers_launched" bigint, "workers_completed" bigint, "workers_failed" bigint, "workers_canceled" bigint, "workers_active" integer, "avg_execution_ms" double precision, "max_workers" integer);
 CREATE FUNCTION "pg_background_cancel_v2_grace"("pid" integer, "cookie" bigint, "grace_ms" integer) RETURNS void AS 'MODULE_PATHNAME', 'pg_background_cancel_v2_grace' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "pg_background_cancel_v2"("pid" integer, "cookie" bigint) RETURNS void AS 'MODULE_PATHNAME', 'pg_background_cancel_v2' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
+CREATE FUNCTION "pg_background_describe_v2"("pid" integer, "cookie" bigint) RETURNS TABLE (column_number int4, column_name text, column_type regtype, column_typmod int4) AS 'MODULE_PATHNAME', 'pg_background_describe_v2' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "pg_background_detach_v2"("pid" integer, "cookie" bigint) RETURNS void AS 'MODULE_PATHNAME', 'pg_background_detach_v2' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "pg_background_detach"("pid" integer) RETURNS void AS 'MODULE_PATHNAME', 'pg_background_detach' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
+CREATE FUNCTION "pg_background_error_v2"("pid" integer, "cookie" bigint) RETURNS pg_background_error AS 'MODULE_PATHNAME', 'pg_background_error_v2' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "pg_background_get_progress_v2"("pid" integer, "cookie" bigint) RETURNS pg_background_progress AS 'MODULE_PATHNAME', 'pg_background_get_progress_v2' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "pg_background_launch_v2"("sql" text, "queue_size" integer DEFAULT 0) RETURNS pg_background_handle AS 'MODULE_PATHNAME', 'pg_background_launch_v2' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "pg_background_launch"("sql" text, "queue_size" integer DEFAULT 0) RETURNS integer AS 'MODULE_PATHNAME', 'pg_background_launch' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
@@ -45,6 +48,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog AS $$
         '@extschema@.pg_background_stats_v2()',
         '@extschema@.pg_background_progress(int4, text)',
         '@extschema@.pg_background_get_progress_v2(int4, int8)',
+        '@extschema@.pg_background_describe_v2(int4, int8)',
+        '@extschema@.pg_background_error_v2(int4, int8)',
         '@extschema@.pg_background_pool_jobs()'
     ]::regprocedure[]
 $$;

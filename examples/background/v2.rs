@@ -108,6 +108,74 @@ bgworker::sql_function! {
     }
 }
 
+bgworker::table_type! {
+    /// The columns of a job's result.
+    pub struct Columns = "column_number int4, column_name text, column_type regtype, column_typmod int4";
+}
+
+bgworker::sql_function! {
+    /// The columns of the next unread string's result, without reading it (waits until the
+    /// worker has described them); no rows when it returns none (only commands, or it
+    /// failed first: see `pg_background_error_v2`).
+    fn pg_background_describe_v2(pid: i32, cookie: i64) -> Columns {
+        let mut rows = RecordSet::for_current_call()?;
+        let columns = jobs::using(pid, Some(cookie), |job| {
+            check_readable(pid, job)?;
+            job.client.describe()
+        })?;
+        for (number, column) in columns.unwrap_or_default().iter().enumerate() {
+            let values = [
+                (number + 1).to_string(),
+                column.name.clone(),
+                column.type_oid.to_string(),
+                column.typmod.to_string(),
+            ];
+            rows.push_text(values.iter().map(|v| Some(v.as_bytes())))?;
+        }
+        Ok(rows.finish().into())
+    }
+}
+
+bgworker::composite_type! {
+    /// The ERROR a job's string ended with.
+    #[sql(name = "pg_background_error")]
+    pub struct ErrorReport {
+        pub sqlstate: Option<String>,
+        pub message: Option<String>,
+        pub detail: Option<String>,
+        pub hint: Option<String>,
+        pub context: Option<String>,
+    }
+}
+
+bgworker::sql_function! {
+    /// The ERROR the next unread string ended with (NULLs when it succeeded), without
+    /// consuming its result: `pg_background_result_v2` still raises it. Waits until the
+    /// string ends; a result larger than the job's queue must be read instead.
+    fn pg_background_error_v2(pid: i32, cookie: i64) -> ErrorReport {
+        let error = jobs::using(pid, Some(cookie), |job| {
+            check_readable(pid, job)?;
+            job.client.error()
+        })?;
+        Ok(match error {
+            Some(e) => ErrorReport {
+                sqlstate: Some(e.sqlstate.as_str().to_string()),
+                message: Some(e.message),
+                detail: e.detail,
+                hint: e.hint,
+                context: e.context,
+            },
+            None => ErrorReport {
+                sqlstate: None,
+                message: None,
+                detail: None,
+                hint: None,
+                context: None,
+            },
+        })
+    }
+}
+
 bgworker::sql_function! {
     /// Forgets the job: the worker finishes the string it runs (nobody reads the result),
     /// then exits.

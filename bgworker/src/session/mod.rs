@@ -35,6 +35,7 @@
 //! ```
 
 mod control;
+mod look_ahead;
 pub mod pool;
 mod server;
 
@@ -416,6 +417,9 @@ pub struct Client {
     /// Set while [`Client::forward`] reads a string's replies; still set if it stopped
     /// before the end, when the queue may hold replies of that string.
     broken: bool,
+    /// Replies [`Client::describe`] or [`Client::error`] read ahead of [`Client::forward`],
+    /// in order: the next string's, up to its ReadyForQuery at most.
+    read_ahead: std::collections::VecDeque<Vec<u8>>,
 }
 
 impl Client {
@@ -588,6 +592,7 @@ impl Client {
             pooled,
             segment: std::mem::ManuallyDrop::new(segment),
             broken: false,
+            read_ahead: std::collections::VecDeque::new(),
         })
     }
 
@@ -736,6 +741,14 @@ impl Client {
 
     /// The next reply message, waiting for it; `None` when the worker has gone.
     pub fn receive(&mut self) -> Result<Option<Vec<u8>>> {
+        match self.read_ahead.pop_front() {
+            Some(message) => Ok(Some(message)),
+            None => self.receive_from_queue(),
+        }
+    }
+
+    /// The next message in the reply queue, waiting for it; `None` when the worker has gone.
+    fn receive_from_queue(&mut self) -> Result<Option<Vec<u8>>> {
         // A result comes as several messages written one after another: looking again for
         // a few microseconds before sleeping saves a sleep and a wakeup per message.
         let mut spin_until = Some(std::time::Instant::now() + SPIN);
@@ -774,6 +787,7 @@ impl Client {
     /// its output instead of waiting for a reader (fire-and-forget jobs).
     pub fn ignore_replies(&mut self) {
         self.from_worker = None;
+        self.read_ahead.clear();
     }
 
     /// Sets `name` to `value` in the worker's session before the next string runs (as
@@ -813,13 +827,7 @@ impl Client {
         let mut tags: Vec<String> = Vec::new();
         loop {
             let Some(message) = self.receive()? else {
-                return Err(failure.unwrap_or_else(|| {
-                    PgError::new(
-                        SqlState::CONNECTION_FAILURE,
-                        format!("lost connection to background session worker {pid}"),
-                    )
-                    .into()
-                }));
+                return Err(failure.unwrap_or_else(|| lost_connection(pid).into()));
             };
             if failure.is_some() && !matches!(message.first(), Some(b'Z')) {
                 continue;
@@ -840,14 +848,7 @@ impl Client {
                 Reply::Notice(severity, report) => {
                     crate::elog::report_error(level_of(&severity), &report);
                 }
-                Reply::Error(mut report) => {
-                    let line = format!("background session worker {pid}");
-                    report.context = Some(match report.context.take() {
-                        Some(c) => format!("{c}\n{line}"),
-                        None => line,
-                    });
-                    failure = Some(report.into());
-                }
+                Reply::Error(report) => failure = Some(from_worker(report, pid).into()),
                 Reply::Ready(_) => {
                     self.broken = false;
                     break;
@@ -1367,6 +1368,24 @@ impl<'a> Reply<'a> {
         };
         Ok(reply)
     }
+}
+
+/// A worker's ERROR as the caller reports it: with a context line naming the worker.
+fn from_worker(mut report: PgError, pid: i32) -> PgError {
+    let line = format!("background session worker {pid}");
+    report.context = Some(match report.context.take() {
+        Some(c) => format!("{c}\n{line}"),
+        None => line,
+    });
+    report
+}
+
+/// The ERROR for a worker that went away before its string's end.
+fn lost_connection(pid: i32) -> PgError {
+    PgError::new(
+        SqlState::CONNECTION_FAILURE,
+        format!("lost connection to background session worker {pid}"),
+    )
 }
 
 fn mismatch(got: usize, asked: usize) -> Error {
