@@ -165,6 +165,32 @@ fn idle_workers_retire_after_the_idle_timeout() {
 }
 
 #[test]
+fn an_idle_pooled_worker_exits_when_terminated_and_does_not_hold_up_a_fast_stop() {
+    let mut cluster = cluster(&[("pg_background.pool_idle_timeout", "600s")]);
+    let mut alice = connect_as(&cluster, "alice");
+    let (pid, _) = job(&mut alice, "SELECT 1");
+    wait_idle(&cluster, pid);
+    let mut observer = cluster.connect();
+    observer
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap();
+    assert!(
+        cluster.poll(Duration::from_secs(20), || !bgworker_tests::process_alive(
+            pid
+        )),
+        "idle pooled worker {pid} ignored SIGTERM"
+    );
+    let (next, _) = job(&mut alice, "SELECT 1");
+    assert_ne!(next, pid);
+    wait_idle(&cluster, next);
+    drop((alice, observer));
+    cluster.assert_no_crash();
+    // A fast stop terminates the idle worker instead of waiting for its idle timeout.
+    let took = cluster.stop("fast");
+    assert!(took < Duration::from_secs(30), "fast stop took {took:?}");
+}
+
+#[test]
 fn a_full_pool_makes_launches_wait_and_a_full_queue_refuses_them() {
     let cluster = cluster(&[
         ("pg_background.pool_max_workers", "1"),
@@ -464,5 +490,103 @@ fn eight_sessions_submit_a_thousand_jobs_each_and_every_job_runs_once() {
     // 1,000 jobs each (a leak of even 1 kB per job would show as megabytes).
     println!("pooled workers (pid, jobs, RssAnon kB): {rss:?}");
     assert!(rss.iter().all(|r| r.2 < 16 * 1024), "{rss:?}");
+    cluster.assert_no_crash();
+}
+
+/// The warm workers in the job view: (pid, role name, state).
+fn warm_workers(client: &mut postgres::Client) -> Vec<(i32, String, String)> {
+    client
+        .query(
+            "SELECT pid, role::regrole::text, state FROM pg_background_jobs WHERE warm ORDER BY pid",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+#[test]
+fn a_preloaded_library_starts_its_warm_workers_with_the_server() {
+    let cluster = Cluster::builder()
+        .preload(example("background"))
+        .setting("max_worker_processes", "16")
+        .setting(
+            "pg_background.pool_warm_workers",
+            r#"alice@postgres, alice@postgres, "Bob Smith"@postgres, carol@nowhere"#,
+        )
+        .setting("pg_background.pool_idle_timeout", "1")
+        .start();
+    let mut admin = cluster.connect();
+    run_extension_script(&mut admin, "background");
+    // The roles come after the server: warm workers retry (every 5 s) until they connect.
+    admin
+        .batch_execute(
+            "CREATE ROLE alice LOGIN; CREATE ROLE \"Bob Smith\" LOGIN; CREATE ROLE carol LOGIN; \
+             SELECT grant_pg_background_privileges('alice')",
+        )
+        .unwrap();
+    let ready = cluster.poll(Duration::from_secs(30), || {
+        let warm = warm_workers(&mut admin);
+        warm.len() == 3
+            && warm
+                .iter()
+                .all(|(pid, _, state)| *pid > 0 && state == "idle")
+    });
+    let warm = warm_workers(&mut admin);
+    assert!(ready, "{warm:?}");
+    let roles: Vec<&str> = warm.iter().map(|(_, role, _)| role.as_str()).collect();
+    assert_eq!(
+        roles.iter().filter(|r| **r == "alice").count(),
+        2,
+        "{roles:?}"
+    );
+    assert!(roles.contains(&"\"Bob Smith\""), "{roles:?}");
+    // A database that does not exist is a clear error, retried, and stops nothing else.
+    cluster.wait_for_log(
+        "database \"nowhere\" does not exist",
+        Duration::from_secs(10),
+    );
+
+    // alice's jobs go to her warm workers; no worker is started for them.
+    let alices: Vec<i32> = warm
+        .iter()
+        .filter(|(_, role, _)| role == "alice")
+        .map(|(pid, _, _)| *pid)
+        .collect();
+    let mut alice = connect_as(&cluster, "alice");
+    for _ in 0..3 {
+        let (pid, values) = job(&mut alice, "SELECT current_user::text");
+        assert!(alices.contains(&pid), "{pid} not in {alices:?}");
+        assert_eq!(values, vec!["alice".to_string()]);
+        wait_idle(&cluster, pid);
+    }
+    // The idle timeout (1 s) does not retire them.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(warm_workers(&mut admin), warm);
+    assert_eq!(
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_background_jobs WHERE NOT warm",
+                &[]
+            )
+            .unwrap()
+            .get::<_, i64>(0),
+        0
+    );
+
+    // A warm worker terminated is started again.
+    let gone = alices[0];
+    admin
+        .execute("SELECT pg_terminate_backend($1)", &[&gone])
+        .unwrap();
+    let replaced = cluster.poll(Duration::from_secs(30), || {
+        let now = warm_workers(&mut admin);
+        now.len() == 3
+            && now
+                .iter()
+                .all(|(pid, _, state)| *pid != gone && *pid > 0 && state == "idle")
+    });
+    assert!(replaced, "{gone} {:?}", warm_workers(&mut admin));
     cluster.assert_no_crash();
 }

@@ -70,7 +70,7 @@ $$;
 CREATE VIEW pg_background_jobs AS
     SELECT * FROM pg_background_pool_jobs()
         AS (pid int4, database oid, role oid, state text, submitter int4,
-            started timestamptz, query text, jobs_done int8);
+            started timestamptz, query text, jobs_done int8, warm bool);
 REVOKE ALL ON pg_background_jobs FROM PUBLIC;
 
 -- GRANTs (or REVOKEs) EXECUTE on every function of the extension to (from) a role; true

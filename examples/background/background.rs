@@ -13,14 +13,15 @@
 //!
 //! The worker runs as the caller (its database, session user and current role) with the
 //! caller's session settings; its ERRORs and NOTICEs arrive as the caller's own. No
-//! `shared_preload_libraries` needed.
+//! `shared_preload_libraries` needed; preloaded, it starts the warm workers listed in
+//! `pg_background.pool_warm_workers` with the server.
 
 mod jobs;
 mod pool;
 mod v1;
 mod v2;
 
-use bgworker::guc::{self, GucInt, Unit};
+use bgworker::guc::{self, GucInt, GucString, Unit};
 use bgworker::prelude::*;
 
 bgworker::pg_module_magic!();
@@ -85,6 +86,14 @@ static POOL_IDLE_TIMEOUT: GucInt = GucInt::new(
 .context(GucContext::Sighup)
 .unit(Unit::Seconds);
 
+/// Warm workers to start with the server (when preloaded): `role@database, ...`.
+static POOL_WARM_WORKERS: GucString = GucString::new(
+    c"pg_background.pool_warm_workers",
+    c"Pooled background workers started with the server, as role@database entries separated by commas.",
+    None,
+)
+.context(GucContext::Postmaster);
+
 /// How many workers one session may have attached at once.
 static MAX_WORKERS: GucInt = GucInt::new(
     c"pg_background.max_workers",
@@ -121,5 +130,11 @@ bgworker::pg_init!({
     POOL_MAX_WORKERS.define()?;
     MAX_QUEUED_JOBS.define()?;
     POOL_IDLE_TIMEOUT.define()?;
-    guc::reserve_prefix(c"pg_background")
+    POOL_WARM_WORKERS.define()?;
+    guc::reserve_prefix(c"pg_background")?;
+    if bgworker::entry::preloading() {
+        let warm = POOL_WARM_WORKERS.get().unwrap_or_default();
+        bgworker::session::pool::register_warm(PooledBackground::builder(), &warm)?;
+    }
+    Ok(())
 });

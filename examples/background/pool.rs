@@ -7,7 +7,7 @@ use bgworker::srf::{RecordSet, SetOfRecord};
 bgworker::sql_function! {
     /// Every pooled worker whose role the current role has the privileges of (all of them
     /// for a superuser): `(pid int4, database oid, role oid, state text, submitter int4,
-    /// started timestamptz, query text, jobs_done int8)`. The `pg_background_jobs` view
+    /// started timestamptz, query text, jobs_done int8, warm bool)`. The `pg_background_jobs` view
     /// names the columns.
     fn pg_background_pool_jobs() -> SetOfRecord {
         let mut rows = RecordSet::for_current_call()?;
@@ -25,6 +25,7 @@ bgworker::sql_function! {
                 busy.then(|| job.started.to_string()),
                 busy.then(|| job.query.clone()),
                 Some(job.jobs_done.to_string()),
+                Some(job.warm.to_string()),
             ];
             rows.push_text(row.iter().map(|v| v.as_deref().map(str::as_bytes)))?;
         }

@@ -515,12 +515,7 @@ impl Client {
                 return Err(e);
             }
         };
-        let key = pool::Key {
-            database: caller.database,
-            session_user: caller.session_user,
-            current_user: caller.current_user,
-        };
-        let placed = pool::place(key, segment_handle, limits, |slot, generation| {
+        let placed = pool::place(caller.key(), segment_handle, limits, |slot, generation| {
             let launched = builder
                 .clone()
                 .main_arg(pool::main_arg(slot, generation, limits))

@@ -72,6 +72,10 @@ pub struct Limits {
 /// (its low 32 bits) like [`serve`](super::serve), outside the pool.
 pub(crate) const UNPOOLED: i64 = 1 << 62;
 
+/// The main argument's bit of a warm worker ([`register_warm`]): it serves the role and
+/// database named in its `bgw_extra`.
+const WARM: i64 = 1 << 61;
+
 /// A segment handle no job has: tells an idle worker to exit and make room.
 const RETIRE: u32 = u32::MAX;
 
@@ -108,6 +112,8 @@ crate::plain_struct! {
         submitter: i32,
         job_started: i64,
         jobs_done: u64,
+        /// 1 for a warm worker (started with the server, kept in the pool).
+        warm: u32,
         preview_len: u32,
         preview: [u8; PREVIEW_BYTES],
     }
@@ -143,6 +149,7 @@ static POOL: Shared<SpinLocked<Pool>> = Shared::new(c"bgworker session pool", ||
             submitter: 0,
             job_started: 0,
             jobs_done: 0,
+            warm: 0,
             preview_len: 0,
             preview: [0; PREVIEW_BYTES],
         }),
@@ -270,6 +277,7 @@ pub(crate) fn place(
                 s.segment = segment;
                 s.reserved_at = now;
                 s.jobs_done = 0;
+                s.warm = 0;
                 s.worker.set(None);
                 Some(Placement::Start {
                     slot: i,
@@ -282,7 +290,7 @@ pub(crate) fn place(
                     if let Some(s) = pool
                         .slots
                         .iter_mut()
-                        .find(|s| s.state == IDLE && s.segment == 0)
+                        .find(|s| s.state == IDLE && s.segment == 0 && s.warm == 0)
                     {
                         s.segment = RETIRE;
                         if let Some(w) = s.worker.get() {
@@ -342,45 +350,44 @@ pub(crate) fn place(
                 wake_slot(slot);
                 break Ok((Placement::Idle { slot, generation }, None));
             }
-            Some(Placement::Start { slot, generation }) => match launch(slot, generation) {
-                Ok(Some(handle)) => {
-                    break Ok((Placement::Start { slot, generation }, Some(handle)))
-                }
-                Ok(None) => {
-                    // No free worker process: give the slot back and wait our turn; an
-                    // idle pooled worker of another key makes room when it can.
-                    free_slot(slot, generation, 0)?;
-                    let mut pool = pool()?.lock();
-                    let retiring = pool.slots.iter().any(|s| s.segment == RETIRE);
-                    if let Some(s) = pool
-                        .slots
-                        .iter_mut()
-                        .filter(|_| !retiring)
-                        .find(|s| s.state == IDLE && s.segment == 0 && s.key != key)
-                    {
-                        s.segment = RETIRE;
-                        if let Some(w) = s.worker.get() {
-                            w.wake();
+            Some(Placement::Start { slot, generation }) => {
+                match launch(slot, generation) {
+                    Ok(Some(handle)) => {
+                        break Ok((Placement::Start { slot, generation }, Some(handle)))
+                    }
+                    Ok(None) => {
+                        // No free worker process: give the slot back and wait our turn; an
+                        // idle pooled worker of another key makes room when it can.
+                        free_slot(slot, generation, 0)?;
+                        let mut pool = pool()?.lock();
+                        let retiring = pool.slots.iter().any(|s| s.segment == RETIRE);
+                        if let Some(s) = pool.slots.iter_mut().filter(|_| !retiring).find(|s| {
+                            s.state == IDLE && s.segment == 0 && s.key != key && s.warm == 0
+                        }) {
+                            s.segment = RETIRE;
+                            if let Some(w) = s.worker.get() {
+                                w.wake();
+                            }
+                        }
+                        ticket = pool.next_ticket;
+                        pool.next_ticket += 1;
+                        // Keep our place at the head: the oldest ticket goes first.
+                        let head = pool
+                            .first_waiting(None)
+                            .map_or(ticket, |t| t.saturating_sub(1));
+                        ticket = head.min(ticket);
+                        if let Some(w) = pool.waiting.iter_mut().find(|w| w.ticket == 0) {
+                            w.ticket = ticket;
+                            w.key = key;
+                            w.waker.set(Some(me));
                         }
                     }
-                    ticket = pool.next_ticket;
-                    pool.next_ticket += 1;
-                    // Keep our place at the head: the oldest ticket goes first.
-                    let head = pool
-                        .first_waiting(None)
-                        .map_or(ticket, |t| t.saturating_sub(1));
-                    ticket = head.min(ticket);
-                    if let Some(w) = pool.waiting.iter_mut().find(|w| w.ticket == 0) {
-                        w.ticket = ticket;
-                        w.key = key;
-                        w.waker.set(Some(me));
+                    Err(e) => {
+                        free_slot(slot, generation, 0)?;
+                        break Err(e);
                     }
                 }
-                Err(e) => {
-                    free_slot(slot, generation, 0)?;
-                    break Err(e);
-                }
-            },
+            }
             None => {}
         }
         if let Err(e) = crate::latch::wait(Some(Duration::from_millis(100))) {
@@ -488,6 +495,8 @@ pub struct Job {
     pub query: String,
     /// Jobs this worker finished.
     pub jobs_done: u64,
+    /// Whether it is a warm worker ([`register_warm`]).
+    pub warm: bool,
 }
 
 /// Every pooled worker of the cluster and its job (a snapshot).
@@ -517,6 +526,7 @@ pub fn jobs() -> Result<Vec<Job>> {
             started: Timestamp::from_micros(s.job_started),
             query: String::from_utf8_lossy(&s.preview[..s.preview_len as usize]).into_owned(),
             jobs_done: s.jobs_done,
+            warm: s.warm != 0,
         })
         .collect())
 }
@@ -540,12 +550,22 @@ pub fn serve(main_arg: i64) -> Result<()> {
     if main_arg & UNPOOLED != 0 {
         return super::serve(main_arg & 0xffff_ffff);
     }
+    if main_arg & WARM != 0 {
+        return serve_warm();
+    }
     let slot = (main_arg & 0xff) as usize;
     let generation = ((main_arg >> 8) & 0xff_ffff) as u32;
     let idle_timeout = Duration::from_secs(((main_arg >> 40) & 0x3f_ffff) as u64);
     if slot >= MAX_POOLED {
         return Err(Error::msg("a pooled worker's slot is out of range"));
     }
+    take_slot(slot, generation)?;
+    let server = super::server::JobServer::start()?;
+    serve_in_slot(slot, Some(idle_timeout), server)
+}
+
+/// Names this process in the slot reserved for it, once its exit frees the slot.
+fn take_slot(slot: usize, generation: u32) -> Result<()> {
     // SAFETY: a plain read of this process's pid.
     let my_pid = unsafe { pg_sys::MyProcPid };
     let me = Waker::current()?;
@@ -555,16 +575,23 @@ pub fn serve(main_arg: i64) -> Result<()> {
     // SAFETY: registers a callback that only touches the pool (a spin lock and plain
     // data) and sets latches; it runs once, at exit.
     crate::guard(|| unsafe { pg_sys::before_shmem_exit(Some(on_exit), arg) })?;
-    {
-        let mut pool = pool()?.lock();
-        let s = &mut pool.slots[slot];
-        if s.generation != generation || s.state != STARTING {
-            return Err(Error::msg("this pooled worker's slot was given up"));
-        }
-        s.pid = my_pid;
-        s.worker.set(Some(me));
+    let mut pool = pool()?.lock();
+    let s = &mut pool.slots[slot];
+    if s.generation != generation || s.state != STARTING {
+        return Err(Error::msg("this pooled worker's slot was given up"));
     }
-    let mut server = super::server::JobServer::start()?;
+    s.pid = my_pid;
+    s.worker.set(Some(me));
+    Ok(())
+}
+
+/// Serves the jobs handed to `slot` until idle for `idle_timeout` (never, for `None`), or
+/// asked to retire.
+fn serve_in_slot(
+    slot: usize,
+    idle_timeout: Option<Duration>,
+    mut server: super::server::JobServer,
+) -> Result<()> {
     loop {
         let segment = {
             let mut pool = pool()?.lock();
@@ -587,13 +614,17 @@ pub fn serve(main_arg: i64) -> Result<()> {
         };
         if segment == 0 {
             pool()?.lock().wake_waiting();
-            let deadline = std::time::Instant::now() + idle_timeout;
+            let nap = Duration::from_secs(1).min(idle_timeout.unwrap_or(Duration::MAX));
+            let deadline = idle_timeout.map(|t| std::time::Instant::now() + t);
             loop {
-                crate::latch::wait(Some(Duration::from_secs(1).min(idle_timeout)))?;
+                crate::latch::wait(Some(nap))?;
+                if crate::signals::shutdown_requested() {
+                    return Ok(()); // the exit frees the slot
+                }
                 if pool()?.lock().slots[slot].segment != 0 {
                     break; // a job, or a request to retire
                 }
-                if std::time::Instant::now() >= deadline {
+                if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                     let mut pool = pool()?.lock();
                     let s = &mut pool.slots[slot];
                     if s.segment == 0 {
@@ -620,6 +651,191 @@ pub fn serve(main_arg: i64) -> Result<()> {
         });
         reset?;
     }
+}
+
+/// One warm worker of a [`register_warm`] list: the role it connects as, and where.
+///
+/// ```
+/// use bgworker::session::pool::{parse_warm, Warm};
+/// let list = parse_warm(r#"app@shop, "Report, Inc."@shop"#).unwrap();
+/// assert_eq!(list[1], Warm { role: "Report, Inc.".into(), database: "shop".into() });
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warm {
+    /// The role (session user and current role of the jobs it serves).
+    pub role: String,
+    /// The database.
+    pub database: String,
+}
+
+/// Reads a list of warm workers: `role@database` entries separated by commas, each name
+/// taken as written (blanks around it dropped), or in double quotes when it holds a comma,
+/// an `@`, a quote (doubled) or blanks at its ends. An entry twice is two workers.
+///
+/// ```
+/// let list = bgworker::session::pool::parse_warm("app@shop, app@shop").unwrap();
+/// assert_eq!(list.len(), 2);
+/// assert!(bgworker::session::pool::parse_warm("app").is_err());
+/// ```
+pub fn parse_warm(spec: &str) -> Result<Vec<Warm>> {
+    let bad = |why: &str| -> Error {
+        PgError::new(
+            SqlState::INVALID_PARAMETER_VALUE,
+            format!("invalid warm worker list \"{spec}\": {why}"),
+        )
+        .with_hint("List role@database entries separated by commas; double-quote a name that holds a comma, an @ or a quote.")
+        .into()
+    };
+    let mut list = Vec::new();
+    let mut rest = spec.trim_start();
+    while !rest.is_empty() {
+        let (role, after) = warm_name(rest).map_err(&bad)?;
+        let after = after.trim_start();
+        let Some(after) = after.strip_prefix('@') else {
+            return Err(bad("an entry needs role@database"));
+        };
+        let (database, after) = warm_name(after.trim_start()).map_err(&bad)?;
+        list.push(Warm { role, database });
+        let after = after.trim_start();
+        rest = match after.strip_prefix(',') {
+            Some(next) if !next.trim().is_empty() => next.trim_start(),
+            Some(_) => return Err(bad("a comma with no entry after it")),
+            None if after.is_empty() => after,
+            None => return Err(bad("entries are separated by commas")),
+        };
+    }
+    Ok(list)
+}
+
+/// One name at the start of `text`, and what follows it.
+fn warm_name(text: &str) -> std::result::Result<(String, &str), &'static str> {
+    let name_error = "a role or database name is empty or longer than 63 bytes";
+    let (name, rest) = if let Some(quoted) = text.strip_prefix('"') {
+        let mut name = String::new();
+        let mut chars = quoted.char_indices();
+        loop {
+            match chars.next() {
+                None => return Err("a double quote is not closed"),
+                Some((i, '"')) => {
+                    if quoted[i + 1..].starts_with('"') {
+                        name.push('"');
+                        chars.next();
+                    } else {
+                        break (name, &quoted[i + 1..]);
+                    }
+                }
+                Some((_, c)) => name.push(c),
+            }
+        }
+    } else {
+        let end = text.find([',', '@', '"']).unwrap_or(text.len());
+        (text[..end].trim_end().to_string(), &text[end..])
+    };
+    if name.is_empty() || name.len() > 63 || name.contains('\0') {
+        return Err(name_error);
+    }
+    Ok((name, rest))
+}
+
+/// Registers a warm pooled worker for each entry of `spec` (see [`parse_warm`]): each
+/// starts with the server, connects as its role to its database and waits in the pool for
+/// that role's jobs, without an idle timeout and without making room for other roles (it
+/// counts toward the pool's size); the postmaster restarts it 5 seconds after it exits
+/// (a failure to connect, `pg_terminate_backend`). Call it from `_PG_init` while
+/// [`preloading`](crate::entry::preloading); `builder` is the pool's worker (its main
+/// calls [`serve`]). The number of workers registered.
+///
+/// ```no_run
+/// # struct Pooled;
+/// # impl bgworker::Worker for Pooled {
+/// #     const NAME: &'static str = "p";
+/// #     const DATABASE_CONNECTION: bool = true;
+/// #     fn main(arg: i64) -> bgworker::Result<()> { bgworker::session::pool::serve(arg) }
+/// # }
+/// use bgworker::Worker;
+/// if bgworker::entry::preloading() {
+///     bgworker::session::pool::register_warm(Pooled::builder(), "app@shop, app@shop")?;
+/// }
+/// # Ok::<(), bgworker::Error>(())
+/// ```
+pub fn register_warm(builder: crate::worker::Builder, spec: &str) -> Result<usize> {
+    let list = parse_warm(spec)?;
+    if list.len() > MAX_POOLED {
+        return Err(PgError::new(
+            SqlState::INVALID_PARAMETER_VALUE,
+            format!(
+                "{} warm workers asked for, at most {MAX_POOLED}",
+                list.len()
+            ),
+        )
+        .into());
+    }
+    for warm in &list {
+        let mut extra = warm.role.clone().into_bytes();
+        extra.push(0);
+        extra.extend_from_slice(warm.database.as_bytes());
+        builder
+            .clone()
+            .main_arg(WARM)
+            .extra(extra)
+            .restart(crate::worker::Restart::After(Duration::from_secs(5)))
+            .register()?;
+    }
+    Ok(list.len())
+}
+
+/// A warm worker's main: connects as the role to the database its `bgw_extra` names, takes
+/// a slot of the pool (waiting for one when the pool is full), and serves that role's jobs.
+fn serve_warm() -> Result<()> {
+    let extra = crate::worker::extra().unwrap_or_default();
+    let text = String::from_utf8_lossy(&extra);
+    let mut names = text.trim_end_matches('\0').splitn(2, '\0');
+    let (Some(role), Some(database)) = (names.next(), names.next()) else {
+        return Err(Error::msg(
+            "a warm pooled worker needs role\\0database in bgw_extra",
+        ));
+    };
+    crate::worker::connect(
+        crate::worker::Connection::new(crate::worker::Database::Name(database))
+            .role(crate::worker::Role::Name(role)),
+    )?;
+    let server = super::server::JobServer::for_this_session()?;
+    let key = server.key();
+    let (slot, generation) = loop {
+        let reserved = {
+            let mut pool = pool()?.lock();
+            pool.tidy(Timestamp::now().micros());
+            match pool.slots.iter().position(|s| s.state == FREE) {
+                Some(i) => {
+                    let s = &mut pool.slots[i];
+                    s.state = STARTING;
+                    s.key = key;
+                    s.pid = 0;
+                    s.generation = s.generation.wrapping_add(1) & 0xff_ffff;
+                    s.segment = 0;
+                    s.reserved_at = Timestamp::now().micros();
+                    s.jobs_done = 0;
+                    s.warm = 1;
+                    s.preview_len = 0;
+                    s.worker.set(None);
+                    Some((i, s.generation))
+                }
+                None => None,
+            }
+        };
+        match reserved {
+            Some(reserved) => break reserved,
+            // Every slot is taken: the next one freed is ours.
+            None => {
+                crate::latch::wait(Some(Duration::from_secs(1)))?;
+                if crate::signals::shutdown_requested() {
+                    return Ok(());
+                }
+            }
+        }
+    };
+    take_slot(slot, generation)?;
+    serve_in_slot(slot, None, server)
 }
 
 unsafe extern "C" fn on_exit(_code: c_int, arg: pg_sys::Datum) {

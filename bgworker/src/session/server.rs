@@ -74,6 +74,15 @@ impl Caller {
         })
     }
 
+    /// The pool's key for the caller's jobs.
+    pub(crate) fn key(&self) -> super::pool::Key {
+        super::pool::Key {
+            database: self.database,
+            session_user: self.session_user,
+            current_user: self.current_user,
+        }
+    }
+
     /// Whether the caller ran inside a SECURITY DEFINER function (or similar).
     pub(crate) fn in_local_user_change(&self) -> bool {
         self.security_context & pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32 != 0
@@ -259,6 +268,21 @@ impl JobServer {
             caller,
             session: Session::new(),
         })
+    }
+
+    /// Serves whom this worker connected as (a warm worker, which named its role and
+    /// database itself).
+    pub(crate) fn for_this_session() -> Result<JobServer> {
+        hold_cancels(true);
+        Ok(JobServer {
+            caller: Caller::current().0,
+            session: Session::new(),
+        })
+    }
+
+    /// The pool key of whom this worker serves.
+    pub(crate) fn key(&self) -> super::pool::Key {
+        self.caller.key()
     }
 
     /// Serves the job in segment `handle` until its client detaches, calls `over`, then
