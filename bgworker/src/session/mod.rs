@@ -38,6 +38,7 @@ mod control;
 mod look_ahead;
 pub mod pool;
 mod server;
+mod spares;
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_long, CString};
@@ -747,6 +748,7 @@ impl Client {
         // A result comes as several messages written one after another: looking again for
         // a few microseconds before sleeping saves a sleep and a wakeup per message.
         let mut spin_until = Some(std::time::Instant::now() + SPIN);
+        let mut tries = 0u32;
         loop {
             let received = match self.from_worker.as_mut() {
                 Some(queue) => queue.try_receive()?,
@@ -759,9 +761,13 @@ impl Client {
             match received {
                 crate::dsm::Received::Message(m) => return Ok(Some(m)),
                 crate::dsm::Received::Gone => return Ok(None),
-                crate::dsm::Received::Empty
-                    if spin_until.is_some_and(|t| std::time::Instant::now() < t) =>
-                {
+                crate::dsm::Received::Empty if spin_until.is_some() => {
+                    // The clock is read now and then: the tries themselves are cheaper.
+                    tries += 1;
+                    if tries % 16 == 0 && spin_until.is_some_and(|t| std::time::Instant::now() >= t)
+                    {
+                        spin_until = None;
+                    }
                     std::hint::spin_loop();
                 }
                 crate::dsm::Received::Empty => {
@@ -877,7 +883,7 @@ fn new_segment(queue_size: usize) -> Result<(Box<Segment>, &'static Control)> {
     if queue_size > u32::MAX as usize {
         return Err(Error::msg("a session queue is at most 4 GB"));
     }
-    if let Some(reused) = reuse_spare(queue_size) {
+    if let Some(reused) = spares::take(queue_size) {
         return Ok(reused);
     }
     let segment = Box::new(Segment::create(CONTROL_SIZE + 2 * queue_size)?);
@@ -905,46 +911,15 @@ impl Drop for Client {
             let _ = Segment::release(self.segment.handle());
         }
         // SAFETY: taken once, here. The queue ends, dropped right after this, borrow the
-        // boxed segment: it stays mapped in SPARE meanwhile (the box does not move). The
-        // segment SPARE held before has no queue ends left; dropping it detaches it.
+        // boxed segment: it stays mapped among the spares meanwhile (the box does not move,
+        // and the spare it may push out is an older one, whose queue ends are gone).
         let segment = unsafe { std::mem::ManuallyDrop::take(&mut self.segment) };
-        let previous = SPARE.with(|spare| spare.borrow_mut().replace(segment));
-        drop(previous);
+        spares::keep(segment);
     }
 }
 
-thread_local! {
-    /// The segment of this backend's last client: the next client of the same queue size
-    /// reuses it once its worker has let it go (no segment to create, fill and destroy).
-    static SPARE: std::cell::RefCell<Option<Box<Segment>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// The spare segment, made new again, if it has `queue_size` queues and its last worker
-/// has let it go.
-fn reuse_spare(queue_size: usize) -> Option<(Box<Segment>, &'static Control)> {
-    let segment = SPARE.with(|spare| spare.borrow_mut().take())?;
-    // SAFETY: a segment new_segment made, still mapped (the box owns the mapping), with a
-    // control block at its start.
-    let old = unsafe { Control::attach(segment.base()) }.ok()?;
-    if old.queue_size.load(SeqCst) as usize != queue_size || old.released.load(SeqCst) == 0 {
-        return None;
-    }
-    // SAFETY: nobody uses the segment any more: the last client's queue ends are gone and
-    // its worker released it (it touches nothing of it after that), so its control block
-    // and queues may be written anew.
-    let control = unsafe {
-        let control = Control::create(segment.base(), queue_size);
-        segment.recreate_queue(CONTROL_SIZE).ok()?;
-        segment.recreate_queue(CONTROL_SIZE + queue_size).ok()?;
-        control
-    };
-    control.client.set(crate::latch::Waker::current().ok());
-    segment.keep().ok()?;
-    Some((segment, control))
-}
-
-/// How long [`Client::receive`] looks for the next message before it sleeps on the latch.
+/// How long [`Client::receive`] (and a worker, for the next request) looks for the next
+/// message before it sleeps on the latch.
 const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// Where a [`Client`]'s worker is.
