@@ -516,6 +516,7 @@ fn a_preloaded_library_starts_its_warm_workers_with_the_server() {
             r#"alice@postgres, alice@postgres, "Bob Smith"@postgres, carol@nowhere"#,
         )
         .setting("pg_background.pool_idle_timeout", "1")
+        .setting("pg_background.pool_max_workers", "1")
         .start();
     let mut admin = cluster.connect();
     run_extension_script(&mut admin, "background");
@@ -523,7 +524,8 @@ fn a_preloaded_library_starts_its_warm_workers_with_the_server() {
     admin
         .batch_execute(
             "CREATE ROLE alice LOGIN; CREATE ROLE \"Bob Smith\" LOGIN; CREATE ROLE carol LOGIN; \
-             SELECT grant_pg_background_privileges('alice')",
+             SELECT grant_pg_background_privileges('alice'); \
+             SELECT grant_pg_background_privileges('carol')",
         )
         .unwrap();
     let ready = cluster.poll(Duration::from_secs(30), || {
@@ -575,6 +577,12 @@ fn a_preloaded_library_starts_its_warm_workers_with_the_server() {
         0
     );
 
+    // Warm workers come on top of the pool's size (1 here): carol's jobs get a worker.
+    let mut carol = connect_as(&cluster, "carol");
+    let (carols, values) = job(&mut carol, "SELECT current_user::text");
+    assert_eq!(values, vec!["carol".to_string()]);
+    assert!(!warm.iter().any(|(pid, _, _)| *pid == carols));
+
     // A warm worker terminated is started again.
     let gone = alices[0];
     admin
@@ -588,5 +596,27 @@ fn a_preloaded_library_starts_its_warm_workers_with_the_server() {
                 .all(|(pid, _, state)| *pid != gone && *pid > 0 && state == "idle")
     });
     assert!(replaced, "{gone} {:?}", warm_workers(&mut admin));
+    cluster.assert_no_crash();
+}
+
+#[test]
+fn a_mistake_in_the_warm_worker_list_is_reported_and_the_server_starts() {
+    let cluster = Cluster::builder()
+        .preload(example("background"))
+        .setting("pg_background.pool_warm_workers", "alice@postgres, bob")
+        .start();
+    cluster.wait_for_log(
+        "pg_background.pool_warm_workers ignored: invalid warm worker list",
+        Duration::from_secs(10),
+    );
+    let mut client = cluster.connect();
+    run_extension_script(&mut client, "background");
+    let warm: i64 = client
+        .query_one("SELECT count(*) FROM pg_background_jobs", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(warm, 0);
+    let (_, values) = job(&mut client, "SELECT 'still works'");
+    assert_eq!(values, vec!["still works".to_string()]);
     cluster.assert_no_crash();
 }

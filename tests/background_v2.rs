@@ -584,6 +584,16 @@ fn a_results_columns_and_error_are_read_without_consuming_it() {
     alice
         .execute("SELECT pg_background_detach_v2($1, $2)", &[&pid, &cookie])
         .unwrap();
+    // A worker that goes away before describing its result is an ERROR, not "no columns".
+    let (pid, cookie) = launch(
+        &mut alice,
+        "DO $$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); END $$; SELECT 1",
+    );
+    let gone = alice.query(describe, &[&pid, &cookie]).unwrap_err();
+    assert_eq!(code(&gone), "08006", "{gone}");
+    alice
+        .execute("SELECT pg_background_detach_v2($1, $2)", &[&pid, &cookie])
+        .unwrap();
     let big = alice
         .query_one(
             "SELECT (h).pid, (h).cookie FROM pg_background_launch_v2( \

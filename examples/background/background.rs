@@ -133,8 +133,15 @@ bgworker::pg_init!({
     POOL_WARM_WORKERS.define()?;
     guc::reserve_prefix(c"pg_background")?;
     if bgworker::entry::preloading() {
+        // A mistake in the list must not keep the server from starting: it is reported,
+        // and no warm worker starts.
         let warm = POOL_WARM_WORKERS.get().unwrap_or_default();
-        bgworker::session::pool::register_warm(PooledBackground::builder(), &warm)?;
+        if let Err(e) = bgworker::session::pool::register_warm(PooledBackground::builder(), &warm) {
+            bgworker::warning!(
+                "pg_background.pool_warm_workers ignored: {}",
+                e.to_pg_error().message
+            );
+        }
     }
     Ok(())
 });

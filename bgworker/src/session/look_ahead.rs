@@ -12,6 +12,9 @@ use std::sync::atomic::Ordering::SeqCst;
 use super::{from_worker, lost_connection, Client, Column, Reply};
 use crate::error::{PgError, Result, SqlState};
 
+/// What a message read ahead costs besides its bytes (its vector and allocation).
+const MESSAGE_OVERHEAD: usize = 48;
+
 /// Where reading ahead stopped.
 enum Stop {
     /// At the message of this index in `read_ahead`.
@@ -24,7 +27,7 @@ impl Client {
     /// The columns of the next unread string's first result set, without reading its
     /// rows (they stay for [`Client::forward`]): waits until the worker has described
     /// them. `None` when the string returns no rows: it ran only commands, or failed
-    /// first (see [`Client::error`]).
+    /// first (see [`Client::error`]); a worker that went away first is an ERROR.
     ///
     /// ```no_run
     /// # fn f(client: &mut bgworker::session::Client) -> bgworker::Result<()> {
@@ -35,8 +38,12 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn describe(&mut self) -> Result<Option<Vec<Column>>> {
-        let Stop::At(index) = self.read_ahead_to(b'T')? else {
-            return Ok(None);
+        let index = match self.read_ahead_to(b'T')? {
+            Stop::At(index) => index,
+            Stop::Gone => {
+                let pid = self.pid().ok().flatten().unwrap_or(0);
+                return Err(lost_connection(pid).into());
+            }
         };
         match Reply::parse(&self.read_ahead[index])? {
             Reply::Columns(columns) => Ok(Some(columns)),
@@ -70,7 +77,8 @@ impl Client {
 
     /// Reads replies of the next unread string into `read_ahead` until one of type `kind`
     /// or the string's end (ReadyForQuery), looking first at what was read ahead before.
-    /// Reads at most a queue's worth: a longer result must be read to be looked past.
+    /// Holds about a queue's worth at most (each message counted with its bookkeeping): a
+    /// longer result must be read to be looked past.
     fn read_ahead_to(&mut self, kind: u8) -> Result<Stop> {
         self.check_usable()?;
         let stops = |message: &[u8]| matches!(message.first(), Some(&k) if k == kind || k == b'Z');
@@ -78,7 +86,11 @@ impl Client {
             return Ok(Stop::At(index));
         }
         let budget = self.control.queue_size.load(SeqCst) as usize;
-        let mut held: usize = self.read_ahead.iter().map(Vec::len).sum();
+        let mut held: usize = self
+            .read_ahead
+            .iter()
+            .map(|m| m.len() + MESSAGE_OVERHEAD)
+            .sum();
         loop {
             if held > budget {
                 return Err(PgError::new(
@@ -90,7 +102,7 @@ impl Client {
             let Some(message) = self.receive_from_queue()? else {
                 return Ok(Stop::Gone);
             };
-            held += message.len();
+            held += message.len() + MESSAGE_OVERHEAD;
             let stop = stops(&message);
             self.read_ahead.push_back(message);
             if stop {

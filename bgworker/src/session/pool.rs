@@ -39,6 +39,13 @@ use crate::time::Timestamp;
 /// assert_eq!(bgworker::session::pool::MAX_POOLED, 32);
 /// ```
 pub const MAX_POOLED: usize = 32;
+/// The most warm workers there can be ([`register_warm`]): half the slots, so that jobs of
+/// other roles always find room.
+///
+/// ```
+/// assert_eq!(bgworker::session::pool::MAX_WARM, 16);
+/// ```
+pub const MAX_WARM: usize = MAX_POOLED / 2;
 /// The most submitters that can wait in the admission queue (the [`Limits`] choose fewer).
 ///
 /// ```
@@ -73,8 +80,9 @@ pub struct Limits {
 pub(crate) const UNPOOLED: i64 = 1 << 62;
 
 /// The main argument's bit of a warm worker ([`register_warm`]): it serves the role and
-/// database named in its `bgw_extra`.
-const WARM: i64 = 1 << 61;
+/// database named in its `bgw_extra`. (The argument of a pooled worker: slot in bits 0-7,
+/// generation in 8-31, idle timeout in 40-61, [`UNPOOLED`] 62; bits 32-39 are free.)
+const WARM: i64 = 1 << 32;
 
 /// A segment handle no job has: tells an idle worker to exit and make room.
 const RETIRE: u32 = u32::MAX;
@@ -171,8 +179,12 @@ fn pool() -> Result<&'static SpinLocked<Pool>> {
 const START_TIMEOUT_MICROS: i64 = 60_000_000;
 
 impl Pool {
-    fn live(&self) -> usize {
-        self.slots.iter().filter(|s| s.state != FREE).count()
+    /// Workers started for jobs (warm workers come on top of the pool's size).
+    fn on_demand(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.state != FREE && s.warm == 0)
+            .count()
     }
 
     /// Forgets waiters whose backend has exited, and reservations that never started.
@@ -263,12 +275,10 @@ pub(crate) fn place(
                     slot: i,
                     generation: s.generation,
                 })
-            } else if my_turn_overall && pool.live() < limits.workers.min(MAX_POOLED) {
-                let i = pool
-                    .slots
-                    .iter()
-                    .position(|s| s.state == FREE)
-                    .expect("fewer live slots than slots");
+            } else if let (true, Some(i)) = (
+                my_turn_overall && pool.on_demand() < limits.workers.min(MAX_POOLED),
+                pool.slots.iter().position(|s| s.state == FREE),
+            ) {
                 let s = &mut pool.slots[i];
                 s.state = STARTING;
                 s.key = key;
@@ -618,11 +628,13 @@ fn serve_in_slot(
             let deadline = idle_timeout.map(|t| std::time::Instant::now() + t);
             loop {
                 crate::latch::wait(Some(nap))?;
+                if pool()?.lock().slots[slot].segment != 0 {
+                    // A job (which, if this worker is being terminated too, ends with the
+                    // termination as its ERROR), or a request to retire.
+                    break;
+                }
                 if crate::signals::shutdown_requested() {
                     return Ok(()); // the exit frees the slot
-                }
-                if pool()?.lock().slots[slot].segment != 0 {
-                    break; // a job, or a request to retire
                 }
                 if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                     let mut pool = pool()?.lock();
@@ -739,8 +751,9 @@ fn warm_name(text: &str) -> std::result::Result<(String, &str), &'static str> {
 
 /// Registers a warm pooled worker for each entry of `spec` (see [`parse_warm`]): each
 /// starts with the server, connects as its role to its database and waits in the pool for
-/// that role's jobs, without an idle timeout and without making room for other roles (it
-/// counts toward the pool's size); the postmaster restarts it 5 seconds after it exits
+/// that role's jobs, without an idle timeout and without making room for other roles (on
+/// top of the pool's size; at most [`MAX_WARM`]); the postmaster restarts it 5 seconds
+/// after it exits
 /// (a failure to connect, `pg_terminate_backend`). Call it from `_PG_init` while
 /// [`preloading`](crate::entry::preloading); `builder` is the pool's worker (its main
 /// calls [`serve`]). The number of workers registered.
@@ -760,13 +773,10 @@ fn warm_name(text: &str) -> std::result::Result<(String, &str), &'static str> {
 /// ```
 pub fn register_warm(builder: crate::worker::Builder, spec: &str) -> Result<usize> {
     let list = parse_warm(spec)?;
-    if list.len() > MAX_POOLED {
+    if list.len() > MAX_WARM {
         return Err(PgError::new(
             SqlState::INVALID_PARAMETER_VALUE,
-            format!(
-                "{} warm workers asked for, at most {MAX_POOLED}",
-                list.len()
-            ),
+            format!("{} warm workers asked for, at most {MAX_WARM}", list.len()),
         )
         .into());
     }
@@ -802,9 +812,10 @@ fn serve_warm() -> Result<()> {
     let server = super::server::JobServer::for_this_session()?;
     let key = server.key();
     let (slot, generation) = loop {
+        let now = Timestamp::now().micros();
         let reserved = {
             let mut pool = pool()?.lock();
-            pool.tidy(Timestamp::now().micros());
+            pool.tidy(now);
             match pool.slots.iter().position(|s| s.state == FREE) {
                 Some(i) => {
                     let s = &mut pool.slots[i];
@@ -813,7 +824,7 @@ fn serve_warm() -> Result<()> {
                     s.pid = 0;
                     s.generation = s.generation.wrapping_add(1) & 0xff_ffff;
                     s.segment = 0;
-                    s.reserved_at = Timestamp::now().micros();
+                    s.reserved_at = now;
                     s.jobs_done = 0;
                     s.warm = 1;
                     s.preview_len = 0;
@@ -834,7 +845,10 @@ fn serve_warm() -> Result<()> {
             }
         }
     };
-    take_slot(slot, generation)?;
+    if let Err(e) = take_slot(slot, generation) {
+        free_slot(slot, generation, 0)?;
+        return Err(e);
+    }
     serve_in_slot(slot, None, server)
 }
 
