@@ -114,24 +114,7 @@ pub fn run(rounds: usize) {
     );
 
     set_pool(&mut client, "0");
-    let fresh = per_call(
-        &mut client,
-        "SELECT * FROM pg_background_result(pg_background_launch('SELECT 1')) AS (x int)",
-        100,
-        rounds,
-    );
-    let new_connection = per_call(
-        &mut client,
-        &format!("SELECT * FROM dblink('{conninfo}', 'SELECT 1') AS (x int)"),
-        100,
-        rounds,
-    );
-    println!(
-        "| `SELECT 1` with a fresh worker / a new connection | {:.2} ms | {:.2} ms | {:.2} |",
-        fresh * 1e3,
-        new_connection * 1e3,
-        fresh / new_connection
-    );
+    fresh_against_new_connection(&mut client, &conninfo, rounds, "not preloaded");
     set_pool(&mut client, "8");
 
     let rows = per_call(
@@ -176,4 +159,46 @@ pub fn run(rounds: usize) {
         "\nA pooled worker's private memory (`RssAnon`) before and after 5,000 more jobs: {before} kB, {after} kB.\n"
     );
     cluster.assert_no_crash();
+    drop(client);
+    drop(cluster);
+
+    // Preloaded, a fresh worker finds the library loaded (no dlopen, no _PG_init).
+    let cluster = Cluster::builder()
+        .preload(example("background"))
+        .setting("max_worker_processes", "16")
+        .setting("pg_background.pool_max_workers", "0")
+        .start();
+    let mut client = cluster.connect();
+    run_extension_script(&mut client, "background");
+    client.batch_execute("CREATE EXTENSION dblink").unwrap();
+    let conninfo = format!(
+        "host=127.0.0.1 port={} dbname=postgres user=postgres",
+        cluster.port()
+    );
+    println!("| what | background | dblink | ratio (target ≤ 1.0) |");
+    println!("|---|---|---|---|");
+    fresh_against_new_connection(&mut client, &conninfo, rounds, "preloaded");
+    cluster.assert_no_crash();
+}
+
+/// A job on a fresh worker (the pool off) against a dblink query on a new connection.
+fn fresh_against_new_connection(client: &mut Client, conninfo: &str, rounds: usize, how: &str) {
+    let fresh = per_call(
+        client,
+        "SELECT * FROM pg_background_result(pg_background_launch('SELECT 1')) AS (x int)",
+        100,
+        rounds,
+    );
+    let new_connection = per_call(
+        client,
+        &format!("SELECT * FROM dblink('{conninfo}', 'SELECT 1') AS (x int)"),
+        100,
+        rounds,
+    );
+    println!(
+        "| `SELECT 1` with a fresh worker ({how}) / a new connection | {:.2} ms | {:.2} ms | {:.2} |",
+        fresh * 1e3,
+        new_connection * 1e3,
+        fresh / new_connection
+    );
 }

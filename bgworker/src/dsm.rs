@@ -473,20 +473,16 @@ impl Receiver<'_> {
     /// # Ok(()) }
     /// ```
     pub fn receive_within(&mut self, spin: std::time::Duration) -> Result<Option<Vec<u8>>> {
-        let deadline = std::time::Instant::now() + spin;
-        let mut tries = 0u32;
-        loop {
-            match self.receive_one(true)? {
-                Received::Message(m) => return Ok(Some(m)),
-                Received::Gone => return Ok(None),
-                Received::Empty => {}
-            }
-            tries += 1;
-            // The clock is read now and then: the tries themselves are cheaper.
-            if tries % 16 == 0 && std::time::Instant::now() >= deadline {
-                return self.receive();
-            }
-            std::hint::spin_loop();
+        let found = crate::latch::spin_for(spin, || {
+            Ok(match self.receive_one(true)? {
+                Received::Empty => None,
+                received => Some(received),
+            })
+        })?;
+        match found {
+            Some(Received::Message(m)) => Ok(Some(m)),
+            Some(_) => Ok(None),
+            None => self.receive(),
         }
     }
 

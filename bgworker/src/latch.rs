@@ -221,6 +221,67 @@ pub fn set() {
     unsafe { pg_sys::SetLatch(pg_sys::MyLatch) };
 }
 
+/// Watches this process's latch for up to `spin` without sleeping: whether it was set
+/// meanwhile (it stays set, so the next [`wait`] returns at once). A process that expects
+/// to be woken soon saves the waker a signal and itself a sleep: a latch set while its
+/// owner is not sleeping costs no signal.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// if !bgworker::latch::spin(Duration::from_micros(50)) {
+///     bgworker::latch::wait(Some(Duration::from_secs(1)))?;
+/// }
+/// # Ok::<(), bgworker::Error>(())
+/// ```
+pub fn spin(spin: Duration) -> bool {
+    spin_for(spin, || {
+        // SAFETY: MyLatch is this process's latch, valid for its life; is_set is a
+        // sig_atomic_t that other processes write, read as such.
+        let set = unsafe { std::ptr::read_volatile(&raw const (*pg_sys::MyLatch).is_set) } != 0;
+        Ok(set.then_some(()))
+    })
+    .is_ok_and(|found| found.is_some())
+}
+
+/// Calls `probe` again and again for up to `spin` until it finds something, without
+/// sleeping; every few tries the process lets others of its CPU run first (a spin must not
+/// keep the process it waits for off the CPU).
+pub(crate) fn spin_for<T>(
+    spin: Duration,
+    mut probe: impl FnMut() -> Result<Option<T>>,
+) -> Result<Option<T>> {
+    let deadline = std::time::Instant::now() + spin;
+    let mut tries = 0u32;
+    loop {
+        if let Some(found) = probe()? {
+            return Ok(Some(found));
+        }
+        tries += 1;
+        if tries.is_multiple_of(16) {
+            // The clock is read now and then: the tries themselves are cheaper.
+            if std::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::yield_now();
+        }
+        std::hint::spin_loop();
+    }
+}
+
+/// Clears this process's latch (C's `ResetLatch(MyLatch)`): wakeups before this point are
+/// forgotten, so check what you wait for after it, then wait.
+///
+/// ```no_run
+/// bgworker::latch::reset();
+/// // ... look at the shared state; if there is nothing to do:
+/// bgworker::latch::wait(None)?;
+/// # Ok::<(), bgworker::Error>(())
+/// ```
+pub fn reset() {
+    // SAFETY: ResetLatch on our own latch is always allowed and cannot raise an ERROR.
+    unsafe { pg_sys::ResetLatch(pg_sys::MyLatch) };
+}
+
 /// A process's latch as another process can set it: which `PGPROC` it is and which process
 /// owned it. Store one in shared memory ([`WakerSlot`]) so that a SQL function or another
 /// worker can wake this process.

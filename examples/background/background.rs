@@ -124,14 +124,12 @@ static WORKER_TIMEOUT: GucInt = GucInt::new(
 .unit(Unit::Milliseconds);
 
 bgworker::pg_init!({
-    MAX_WORKERS.define()?;
-    DEFAULT_QUEUE_SIZE.define()?;
-    WORKER_TIMEOUT.define()?;
-    POOL_MAX_WORKERS.define()?;
-    MAX_QUEUED_JOBS.define()?;
-    POOL_IDLE_TIMEOUT.define()?;
-    POOL_WARM_WORKERS.define()?;
-    guc::reserve_prefix(c"pg_background")?;
+    // The library's own workers read none of these settings, and on PostgreSQL 15 and older
+    // each definition sorts the server's whole list of settings again: a worker defines
+    // them only if its SQL calls the library's functions.
+    if bgworker::worker::current_worker_name().is_none() {
+        define_settings()?;
+    }
     if bgworker::entry::preloading() {
         // A mistake in the list must not keep the server from starting: it is reported,
         // and no warm worker starts.
@@ -145,3 +143,19 @@ bgworker::pg_init!({
     }
     Ok(())
 });
+
+/// Defines the settings (once per process): what reads them calls this first.
+pub fn define_settings() -> Result<()> {
+    static DEFINED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if DEFINED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return Ok(());
+    }
+    MAX_WORKERS.define()?;
+    DEFAULT_QUEUE_SIZE.define()?;
+    WORKER_TIMEOUT.define()?;
+    POOL_MAX_WORKERS.define()?;
+    MAX_QUEUED_JOBS.define()?;
+    POOL_IDLE_TIMEOUT.define()?;
+    POOL_WARM_WORKERS.define()?;
+    guc::reserve_prefix(c"pg_background")
+}

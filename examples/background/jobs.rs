@@ -78,6 +78,7 @@ pub fn active() -> usize {
 /// Starts a worker running `sql` as the caller; its pid and cookie. Without `results`, its
 /// output is dropped as it comes.
 pub fn launch(sql: &str, queue_size: i32, results: bool) -> Result<(i32, i64)> {
+    crate::define_settings()?;
     let size = match queue_size {
         n if n < 0 => {
             return Err(PgError::new(

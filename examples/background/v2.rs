@@ -258,6 +258,7 @@ bgworker::sql_function! {
     /// What this session's jobs came to: launched, and of those detached, completed,
     /// failed and canceled; how many are attached; their mean time from launch to detach.
     fn pg_background_stats_v2() -> Stats {
+        crate::define_settings()?;
         let s = jobs::stats();
         let finished = s.completed + s.failed + s.canceled;
         Ok(Stats {

@@ -368,15 +368,41 @@ fn run_numbered<'t>(
 /// could make but this worker cannot is an ERROR: the job must not run otherwise set up.
 fn apply_settings(text: &str) -> Result<()> {
     let parts: Vec<&str> = text.split('\0').collect();
-    crate::xact::transaction(|spi| {
+    crate::xact::transaction(|_| {
         for pair in parts.chunks_exact(2) {
-            spi.execute(
-                "SELECT pg_catalog.set_config($1, $2, false)",
-                &[&pair[0], &pair[1]],
-            )?;
+            set_for_session(pair[0], pair[1])?;
         }
         Ok(())
     })
+}
+
+/// Sets `name` to `value` for the session as `set_config(name, value, false)` does, with the
+/// current role's rights (a superuser may set superuser settings; others those they were
+/// granted); inside a transaction, as check hooks may read the catalogs.
+pub(crate) fn set_for_session(name: &str, value: &str) -> Result<()> {
+    let name = crate::cstr::to_cstring(name, "setting name")?;
+    let value = crate::cstr::to_cstring(value, "setting value")?;
+    let (n, v) = (name.as_ptr(), value.as_ptr());
+    // SAFETY: both strings outlive the call (PostgreSQL copies them); elevel 0 makes a
+    // refused value an ERROR, which guard returns.
+    guard(|| unsafe {
+        let context = if pg_sys::superuser() {
+            pg_sys::GucContext_PGC_SUSET
+        } else {
+            pg_sys::GucContext_PGC_USERSET
+        };
+        pg_sys::set_config_option(
+            n,
+            v,
+            context,
+            pg_sys::GucSource_PGC_S_SESSION,
+            pg_sys::GucAction_GUC_ACTION_SET,
+            true,
+            0,
+            false,
+        )
+    })?;
+    Ok(())
 }
 
 /// The caller's end of a background session: a worker that runs the SQL strings
@@ -745,33 +771,30 @@ impl Client {
 
     /// The next message in the reply queue, waiting for it; `None` when the worker has gone.
     fn receive_from_queue(&mut self) -> Result<Option<Vec<u8>>> {
+        let Some(queue) = self.from_worker.as_mut() else {
+            return Err(Error::WrongContext(
+                "this background session's replies are ignored".into(),
+            ));
+        };
         // A result comes as several messages written one after another: looking again for
-        // a few microseconds before sleeping saves a sleep and a wakeup per message.
-        let mut spin_until = Some(std::time::Instant::now() + SPIN);
-        let mut tries = 0u32;
+        // a few microseconds before sleeping saves a sleep and a wakeup per message (once
+        // the worker is connected: a worker that starts has a while to go).
+        let spin = match self.control.connected.load(SeqCst) {
+            0 => std::time::Duration::ZERO,
+            _ => SPIN,
+        };
+        let spun = crate::latch::spin_for(spin, || {
+            Ok(match queue.try_receive()? {
+                crate::dsm::Received::Empty => None,
+                received => Some(received),
+            })
+        })?;
+        let mut received = spun.unwrap_or(crate::dsm::Received::Empty);
         loop {
-            let received = match self.from_worker.as_mut() {
-                Some(queue) => queue.try_receive()?,
-                None => {
-                    return Err(Error::WrongContext(
-                        "this background session's replies are ignored".into(),
-                    ))
-                }
-            };
             match received {
                 crate::dsm::Received::Message(m) => return Ok(Some(m)),
                 crate::dsm::Received::Gone => return Ok(None),
-                crate::dsm::Received::Empty if spin_until.is_some() => {
-                    // The clock is read now and then: the tries themselves are cheaper.
-                    tries += 1;
-                    if tries % 16 == 0 && spin_until.is_some_and(|t| std::time::Instant::now() >= t)
-                    {
-                        spin_until = None;
-                    }
-                    std::hint::spin_loop();
-                }
                 crate::dsm::Received::Empty => {
-                    spin_until = None;
                     // A worker that exits before it attaches the queue never detaches
                     // from it either (one that attached did, and the queue says so):
                     // look at the worker itself now and then.
@@ -781,6 +804,10 @@ impl Client {
                     crate::latch::wait(Some(std::time::Duration::from_secs(1)))?;
                 }
             }
+            received = match self.from_worker.as_mut() {
+                Some(queue) => queue.try_receive()?,
+                None => crate::dsm::Received::Gone,
+            };
         }
     }
 

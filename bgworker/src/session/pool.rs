@@ -122,6 +122,8 @@ crate::plain_struct! {
         jobs_done: u64,
         /// 1 for a warm worker (started with the server, kept in the pool).
         warm: u32,
+        /// When it last finished a job, in the pool's count of finished jobs.
+        finished_at: u64,
         preview_len: u32,
         preview: [u8; PREVIEW_BYTES],
     }
@@ -141,6 +143,8 @@ crate::plain_struct! {
         slots: [Slot; MAX_POOLED],
         waiting: [Waiting; MAX_WAITING],
         next_ticket: u64,
+        /// Jobs finished, all workers together.
+        finished: u64,
     }
 }
 
@@ -158,6 +162,7 @@ static POOL: Shared<SpinLocked<Pool>> = Shared::new(c"bgworker session pool", ||
             job_started: 0,
             jobs_done: 0,
             warm: 0,
+            finished_at: 0,
             preview_len: 0,
             preview: [0; PREVIEW_BYTES],
         }),
@@ -167,12 +172,16 @@ static POOL: Shared<SpinLocked<Pool>> = Shared::new(c"bgworker session pool", ||
             waker: WakerSlot::new(),
         }),
         next_ticket: 1 << 32,
+        finished: 0,
     })
 });
 
 fn pool() -> Result<&'static SpinLocked<Pool>> {
     POOL.attach_late()
 }
+
+/// How long a worker that has just finished a job looks for the next before it sleeps.
+const IDLE_SPIN: Duration = Duration::from_micros(100);
 
 /// A worker reserved for a job that has not shown up in this long is taken to have failed
 /// to start.
@@ -263,10 +272,15 @@ pub(crate) fn place(
             let first_overall = pool.first_waiting(None);
             let my_turn_for_key = first_for_key.is_none() || first_for_key == mine;
             let my_turn_overall = first_overall.is_none() || first_overall == mine;
+            // The worker that finished last: it may still be looking for its next job,
+            // awake (the others sleep, and stay asleep).
             let idle = pool
                 .slots
                 .iter()
-                .position(|s| s.state == IDLE && s.key == key && s.segment == 0);
+                .enumerate()
+                .filter(|(_, s)| s.state == IDLE && s.key == key && s.segment == 0)
+                .max_by_key(|(_, s)| s.finished_at)
+                .map(|(i, _)| i);
             let decision = if let (Some(i), true) = (idle, my_turn_for_key) {
                 let s = &mut pool.slots[i];
                 s.state = BUSY;
@@ -626,6 +640,13 @@ fn serve_in_slot(
             pool()?.lock().wake_waiting();
             let nap = Duration::from_secs(1).min(idle_timeout.unwrap_or(Duration::MAX));
             let deadline = idle_timeout.map(|t| std::time::Instant::now() + t);
+            // The next job often comes right after a job: look for it a little before
+            // sleeping (a submitter sets the latch without a signal then). Wakeups of the
+            // job just served are forgotten first, then the slot looked at again.
+            crate::latch::reset();
+            if pool()?.lock().slots[slot].segment == 0 {
+                crate::latch::spin(IDLE_SPIN);
+            }
             loop {
                 crate::latch::wait(Some(nap))?;
                 if pool()?.lock().slots[slot].segment != 0 {
@@ -655,9 +676,12 @@ fn serve_in_slot(
         // this worker resets its session (it starts it after the reset).
         let reset = server.serve_job(segment, || {
             let mut pool = pool()?.lock();
+            pool.finished += 1;
+            let finished = pool.finished;
             let s = &mut pool.slots[slot];
             s.segment = 0;
             s.jobs_done += 1;
+            s.finished_at = finished;
             s.state = IDLE;
             Ok(())
         });

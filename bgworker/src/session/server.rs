@@ -109,10 +109,13 @@ impl Caller {
             guard(|| unsafe { pg_sys::SetUserIdAndSecContext(user, context) })?;
         } else if self.current_user != self.session_user {
             let role = self.current_user;
-            crate::xact::transaction(|spi| {
-                let name: String = spi.query_one("SELECT $1::regrole::text", &[&role])?;
-                spi.execute("SELECT pg_catalog.set_config('role', $1, false)", &[&name])?;
-                Ok(())
+            crate::xact::transaction(|_| {
+                // SAFETY: a catalog lookup inside the transaction; an unknown role is an
+                // ERROR (noerr false).
+                let name = guard(|| unsafe { pg_sys::GetUserNameFromId(role, false) })?;
+                // SAFETY: a palloc'd NUL-terminated name, copied at once.
+                let name = unsafe { crate::cstr::copy_cstring(name) };
+                super::set_for_session("role", &name)
             })?;
         }
         Ok(())
@@ -185,6 +188,7 @@ impl Job {
     pub(crate) fn serve(&mut self, session: &mut Session) -> Result<()> {
         let mut settings: Option<String> = None;
         let mut number = 0u64;
+        self.control.connected.store(1, SeqCst);
         // The client writes its strings right after handing the job over, and detaches
         // right after reading a result: looking a little before sleeping saves a wakeup.
         while let Some(message) = self.requests()?.receive_within(super::SPIN)? {
