@@ -789,6 +789,7 @@ fn warm_name(text: &str) -> std::result::Result<(String, &str), &'static str> {
 /// #     const DATABASE_CONNECTION: bool = true;
 /// #     fn main(arg: i64) -> bgworker::Result<()> { bgworker::session::pool::serve(arg) }
 /// # }
+/// # bgworker::export_worker!(Pooled, "p_main");
 /// use bgworker::Worker;
 /// if bgworker::entry::preloading() {
 ///     bgworker::session::pool::register_warm(Pooled::builder(), "app@shop, app@shop")?;
