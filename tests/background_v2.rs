@@ -614,3 +614,48 @@ fn a_results_columns_and_error_are_read_without_consuming_it() {
     assert_eq!(count, 100_000);
     cluster.assert_no_crash();
 }
+
+#[test]
+fn a_worker_idle_inside_a_transaction_block_ends_after_idle_in_transaction_session_timeout() {
+    let cluster = cluster();
+    let mut alice = connect_as(&cluster, "alice");
+    // The job takes the caller's settings, this one included.
+    alice
+        .batch_execute("SET idle_in_transaction_session_timeout = '300ms'")
+        .unwrap();
+    let result = "SELECT * FROM pg_background_result_v2($1, $2) AS (r text)";
+    let run = "SELECT pg_background_run_v2($1, $2, $3)";
+
+    // Idle outside a block: the session stays.
+    let (pid, cookie) = launch(&mut alice, "SELECT 'first'");
+    alice.query(result, &[&pid, &cookie]).unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    alice
+        .execute(run, &[&pid, &cookie, &"SELECT 'still here'"])
+        .unwrap();
+    let still: String = alice.query_one(result, &[&pid, &cookie]).unwrap().get(0);
+    assert_eq!(still, "still here");
+
+    // Idle inside a block: ended, and the next string's result says why.
+    alice
+        .execute(
+            run,
+            &[&pid, &cookie, &"BEGIN; INSERT INTO done VALUES ('never')"],
+        )
+        .unwrap();
+    alice.query(result, &[&pid, &cookie]).unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let gone = alice.execute(run, &[&pid, &cookie, &"COMMIT"]).unwrap_err();
+    assert_eq!(code(&gone), "08006", "{gone}");
+    let e = alice.query(result, &[&pid, &cookie]).unwrap_err();
+    assert_eq!(code(&e), "25P03", "{e}");
+    alice
+        .execute("SELECT pg_background_detach_v2($1, $2)", &[&pid, &cookie])
+        .unwrap();
+    let inserted: i64 = alice
+        .query_one("SELECT count(*) FROM done WHERE job = 'never'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(inserted, 0, "the block was rolled back");
+    cluster.assert_no_crash();
+}

@@ -444,6 +444,9 @@ pub struct Client {
     /// Set while [`Client::forward`] reads a string's replies; still set if it stopped
     /// before the end, when the queue may hold replies of that string.
     broken: bool,
+    /// Set when a string could not be sent whole: nothing more may be sent (what the
+    /// worker already replied can still be read).
+    cannot_send: bool,
     /// Replies [`Client::describe`] or [`Client::error`] read ahead of [`Client::forward`],
     /// in order: the next string's, up to its ReadyForQuery at most.
     read_ahead: std::collections::VecDeque<Vec<u8>>,
@@ -461,7 +464,17 @@ impl Client {
         self.control.sent.fetch_add(1, SeqCst);
         let sent = self.request(b'Q', sql);
         if sent.is_err() {
-            self.broken = true;
+            self.cannot_send = true;
+            if self.stopped().unwrap_or(false) {
+                // Its last reply (an ERROR or FATAL) says why: forward reads it.
+                let pid = self.pid().ok().flatten().unwrap_or(0);
+                return Err(PgError::new(
+                    SqlState::CONNECTION_FAILURE,
+                    format!("background session worker {pid} has exited"),
+                )
+                .with_hint("Read its result for the reason.")
+                .into());
+            }
         }
         sent
     }
@@ -478,6 +491,11 @@ impl Client {
 
     fn request(&mut self, kind: u8, body: &str) -> Result<()> {
         self.check_usable()?;
+        if self.cannot_send {
+            return Err(Error::WrongContext(
+                "this background session could not be sent a string: start another".into(),
+            ));
+        }
         let mut message = Vec::with_capacity(body.len() + 1);
         message.push(kind);
         message.extend_from_slice(body.as_bytes());
@@ -614,6 +632,7 @@ impl Client {
             pooled,
             segment: std::mem::ManuallyDrop::new(segment),
             broken: false,
+            cannot_send: false,
             read_ahead: std::collections::VecDeque::new(),
         })
     }

@@ -189,9 +189,27 @@ impl Job {
         let mut settings: Option<String> = None;
         let mut number = 0u64;
         self.control.connected.store(1, SeqCst);
-        // The client writes its strings right after handing the job over, and detaches
-        // right after reading a result: looking a little before sleeping saves a wakeup.
-        while let Some(message) = self.requests()?.receive_within(super::SPIN)? {
+        loop {
+            // As a backend does between a client's queries: a session idle inside an open
+            // transaction block ends after idle_in_transaction_session_timeout (a FATAL,
+            // which the client reads as the next string's result), instead of holding
+            // its locks and snapshot for as long as nobody sends anything.
+            let timer = idle_in_transaction_timer()?;
+            // The client writes its strings right after handing the job over, and detaches
+            // right after reading a result: looking a little before sleeping saves a wakeup.
+            let received = self.requests()?.receive_within(super::SPIN);
+            if timer {
+                // SAFETY: disarms the timeout armed above (a plain timer operation).
+                guard(|| unsafe {
+                    pg_sys::disable_timeout(
+                        pg_sys::TimeoutId_IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+                        false,
+                    )
+                })?;
+            }
+            let Some(message) = received? else {
+                break;
+            };
             let (kind, body) = message.split_first().unwrap_or((&0, &[]));
             let text = std::str::from_utf8(body);
             match kind {
@@ -319,4 +337,22 @@ impl JobServer {
         }
         self.caller.take_role()
     }
+}
+
+/// Arms idle_in_transaction_session_timeout if the session is inside a transaction block
+/// and the setting is on: whether it armed it.
+fn idle_in_transaction_timer() -> Result<bool> {
+    // SAFETY: reads the transaction state and a setting of this process.
+    let armed = guard(|| unsafe {
+        let timeout = pg_sys::IdleInTransactionSessionTimeout;
+        let arm = timeout > 0 && pg_sys::IsTransactionBlock();
+        if arm {
+            pg_sys::enable_timeout_after(
+                pg_sys::TimeoutId_IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+                timeout,
+            );
+        }
+        arm
+    })?;
+    Ok(armed)
 }
