@@ -46,9 +46,10 @@ pub(crate) struct Control {
     pub(crate) sent: AtomicU64,
     /// Strings the worker has finished, successfully or not.
     pub(crate) done: AtomicU64,
-    /// Set by the worker once it is connected and reads the strings: before that, replies
-    /// are far off (a new worker's connection takes a while), and the client sleeps
-    /// rather than spin for them.
+    /// Set once the worker is connected and reads the strings (by the worker, or by the
+    /// client when it hands the job to a warm pooled worker): before that, replies are far
+    /// off (a new worker's connection takes a while), and the client sleeps rather than
+    /// spin for them.
     pub(crate) connected: AtomicU32,
     /// The number (from 1) of the string the worker is running; 0 between strings.
     pub(crate) running: AtomicU64,

@@ -582,8 +582,12 @@ impl Client {
             }
         };
         client.pooled = match placement {
-            pool::Placement::Idle { slot, generation }
-            | pool::Placement::Start { slot, generation } => Some((slot, generation)),
+            pool::Placement::Idle { slot, generation } => {
+                // A warm worker: connected, and likely awake for the job.
+                control.connected.store(1, SeqCst);
+                Some((slot, generation))
+            }
+            pool::Placement::Start { slot, generation } => Some((slot, generation)),
         };
         client.handle = handle.map(Box::new);
         client.request(b'S', &settings)?;
