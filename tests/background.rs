@@ -168,6 +168,20 @@ fn a_job_sees_the_callers_settings_and_keeps_its_statement_timeout() {
     assert_eq!(row.get::<_, String>(2), "SQL, DMY");
     assert_eq!(row.get::<_, String>(3), "alices job");
 
+    // Settings a client's startup may set but SET may not (log_disconnections) stay with
+    // the caller's session; the rest of its startup options go to the job.
+    let mut config: postgres::Config = cluster.connection_string("postgres").parse().unwrap();
+    config.options("-c log_disconnections=on -c work_mem=7MB");
+    let mut started_with_options = config.connect(postgres::NoTls).unwrap();
+    let work_mem: String = started_with_options
+        .query_one(
+            "SELECT * FROM pg_background_result(pg_background_launch(                'SELECT current_setting(''work_mem'')')) AS (w text)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(work_mem, "7MB");
+
     alice
         .batch_execute("SET statement_timeout = '300ms'")
         .unwrap();

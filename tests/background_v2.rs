@@ -659,3 +659,38 @@ fn a_worker_idle_inside_a_transaction_block_ends_after_idle_in_transaction_sessi
     assert_eq!(inserted, 0, "the block was rolled back");
     cluster.assert_no_crash();
 }
+
+#[test]
+fn a_caller_setting_the_worker_cannot_take_fails_every_string_until_it_applies() {
+    let cluster = cluster();
+    let mut admin = cluster.connect();
+    // A setting whose object is gone by the time the worker applies it.
+    admin
+        .batch_execute(
+            "CREATE TEXT SEARCH CONFIGURATION gone_cfg (COPY = english); \
+             SET default_text_search_config = 'public.gone_cfg'; \
+             DROP TEXT SEARCH CONFIGURATION gone_cfg",
+        )
+        .unwrap();
+    let (pid, cookie) = launch(&mut admin, "SELECT 'first'");
+    let result = "SELECT * FROM pg_background_result_v2($1, $2) AS (r text)";
+    let first = admin.query(result, &[&pid, &cookie]).unwrap_err();
+    assert!(message(&first).contains("gone_cfg"), "{first}");
+    // The next string does not run without the caller's setting either.
+    admin
+        .execute(
+            "SELECT pg_background_run_v2($1, $2, $3)",
+            &[
+                &pid,
+                &cookie,
+                &"SELECT current_setting('default_text_search_config')",
+            ],
+        )
+        .unwrap();
+    let second = admin.query(result, &[&pid, &cookie]).unwrap_err();
+    assert!(message(&second).contains("gone_cfg"), "{second}");
+    admin
+        .execute("SELECT pg_background_detach_v2($1, $2)", &[&pid, &cookie])
+        .unwrap();
+    cluster.assert_no_crash();
+}

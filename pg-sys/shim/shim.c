@@ -290,6 +290,9 @@ pgsys_session_settings(int *len)
 
 		if (conf->source != PGC_S_CLIENT && conf->source != PGC_S_SESSION)
 			continue;
+		/* Only what SET can change (a client's startup may set more). */
+		if (conf->context != PGC_USERSET && conf->context != PGC_SUSET)
+			continue;
 		if (conf->flags & GUC_NO_SHOW_ALL)
 			continue;
 		value = GetConfigOptionByName(conf->name, NULL, true);

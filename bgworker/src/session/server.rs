@@ -236,10 +236,13 @@ impl Job {
                             ));
                         };
                         // The caller's settings, before its first string: a setting this
-                        // worker cannot take is that string's ERROR, never a silently
-                        // different setup.
+                        // worker cannot take is that string's ERROR (and the next one's,
+                        // until they apply), never a silently different setup.
                         if let Some(pending) = settings.take().filter(|p| !p.is_empty()) {
-                            apply_settings(&pending).map_err(|e| e.to_pg_error())?;
+                            if let Err(e) = apply_settings(&pending) {
+                                settings = Some(pending);
+                                return Err(e.to_pg_error());
+                            }
                         }
                         Ok(text)
                     })?;
