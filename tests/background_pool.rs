@@ -620,3 +620,31 @@ fn a_mistake_in_the_warm_worker_list_is_reported_and_the_server_starts() {
     assert_eq!(values, vec!["still works".to_string()]);
     cluster.assert_no_crash();
 }
+
+#[test]
+fn a_pooled_worker_that_cannot_connect_tells_its_client_why() {
+    let cluster = cluster(&[]);
+    let mut bob = connect_as(&cluster, "bob");
+    // bob's session goes on; a new process may no longer log in as bob.
+    cluster
+        .connect()
+        .batch_execute("ALTER ROLE bob NOLOGIN")
+        .unwrap();
+    let e = bob
+        .query(
+            "SELECT * FROM pg_background_result(pg_background_launch('SELECT 1')) AS (x int)",
+            &[],
+        )
+        .unwrap_err();
+    assert!(
+        message(&e).contains("not permitted to log in"),
+        "{}",
+        message(&e)
+    );
+    cluster.assert_no_crash();
+}
+
+fn message(e: &postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |db| db.message().to_string())
+}

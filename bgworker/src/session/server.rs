@@ -283,17 +283,19 @@ impl Job {
 pub(crate) struct JobServer {
     caller: Caller,
     session: Session,
+    /// Whether this worker has connected (it does so once its first job's output goes to
+    /// that job's client, so that a failure to connect reaches the client).
+    connected: bool,
 }
 
 impl JobServer {
-    /// Connects as the caller in `bgw_extra`.
+    /// Serves the caller in `bgw_extra`, connecting as them with the first job.
     pub(crate) fn start() -> Result<JobServer> {
         hold_cancels(true);
-        let caller = Caller::from_extra()?;
-        caller.connect()?;
         Ok(JobServer {
-            caller,
+            caller: Caller::from_extra()?,
             session: Session::new(),
+            connected: false,
         })
     }
 
@@ -304,6 +306,7 @@ impl JobServer {
         Ok(JobServer {
             caller: Caller::current().0,
             session: Session::new(),
+            connected: true,
         })
     }
 
@@ -321,11 +324,23 @@ impl JobServer {
     ) -> Result<()> {
         let mut job = Job::attach(handle)?;
         job.redirect_output()?;
-        let served = job.serve(&mut self.session);
+        let served = self
+            .connect_once()
+            .and_then(|()| job.serve(&mut self.session));
         job.release();
         served?;
         over()?;
         self.reset()
+    }
+
+    /// Connects as the caller, the first time (a failure to connect ends the process with
+    /// a FATAL, which the job's client reads).
+    fn connect_once(&mut self) -> Result<()> {
+        if !self.connected {
+            self.caller.connect()?;
+            self.connected = true;
+        }
+        Ok(())
     }
 
     /// What the next job must not see of this one: an open transaction, temporary tables,
