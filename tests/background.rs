@@ -182,6 +182,23 @@ fn a_job_sees_the_callers_settings_and_keeps_its_statement_timeout() {
         .get(0);
     assert_eq!(work_mem, "7MB");
 
+    // A superuser's setting (log_statement) survives a SET ROLE to someone who could not
+    // set it: the job takes it with the rights it was set with, as a parallel worker would.
+    let mut admin = cluster.connect();
+    admin
+        .batch_execute("SET log_statement = 'all'; SET ROLE alice")
+        .unwrap();
+    let row = admin
+        .query_one(
+            "SELECT * FROM pg_background_result(pg_background_launch( \
+               'SELECT current_user::text, current_setting(''log_statement'')')) \
+             AS (who text, logged text)",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "alice");
+    assert_eq!(row.get::<_, String>(1), "all");
+
     alice
         .batch_execute("SET statement_timeout = '300ms'")
         .unwrap();

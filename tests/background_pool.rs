@@ -630,21 +630,58 @@ fn a_pooled_worker_that_cannot_connect_tells_its_client_why() {
         .connect()
         .batch_execute("ALTER ROLE bob NOLOGIN")
         .unwrap();
-    let e = bob
-        .query(
-            "SELECT * FROM pg_background_result(pg_background_launch('SELECT 1')) AS (x int)",
-            &[],
-        )
-        .unwrap_err();
-    assert!(
-        message(&e).contains("not permitted to log in"),
-        "{}",
-        message(&e)
-    );
+    // Again and again: the worker's exit races the launch's own messages to it.
+    for _ in 0..10 {
+        let e = bob
+            .query(
+                "SELECT * FROM pg_background_result(pg_background_launch('SELECT 1')) AS (x int)",
+                &[],
+            )
+            .unwrap_err();
+        assert!(
+            message(&e).contains("not permitted to log in"),
+            "{}",
+            message(&e)
+        );
+    }
     cluster.assert_no_crash();
 }
 
 fn message(e: &postgres::Error) -> String {
     e.as_db_error()
         .map_or_else(|| e.to_string(), |db| db.message().to_string())
+}
+
+#[test]
+fn a_worker_that_cannot_take_its_callers_role_reports_the_error() {
+    let cluster = cluster(&[]);
+    let mut admin = cluster.connect();
+    admin
+        .batch_execute("GRANT alice TO bob; LOAD 'background'")
+        .unwrap();
+    let mut bob = connect_as(&cluster, "bob");
+    bob.batch_execute("SET ROLE alice").unwrap();
+    // bob's session is alice now; a new worker may no longer become alice.
+    admin.batch_execute("REVOKE alice FROM bob").unwrap();
+    for pool in ["8", "0"] {
+        admin
+            .batch_execute(&format!(
+                "ALTER SYSTEM SET pg_background.pool_max_workers = {pool}"
+            ))
+            .unwrap();
+        admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let e = bob
+            .query(
+                "SELECT * FROM pg_background_result(pg_background_launch('SELECT 1')) AS (x int)",
+                &[],
+            )
+            .unwrap_err();
+        assert!(
+            message(&e).contains("permission denied to set role"),
+            "pool {pool}: {}",
+            message(&e)
+        );
+    }
+    cluster.assert_no_crash();
 }

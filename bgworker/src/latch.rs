@@ -234,6 +234,10 @@ pub fn set() {
 /// # Ok::<(), bgworker::Error>(())
 /// ```
 pub fn spin(spin: Duration) -> bool {
+    // SAFETY: a plain read of a server global (NULL before the process set up its latch).
+    if crate::guard::check_main_thread().is_err() || unsafe { pg_sys::MyLatch }.is_null() {
+        return false;
+    }
     spin_for(spin, || {
         // SAFETY: MyLatch is this process's latch, valid for its life; is_set is a
         // sig_atomic_t that other processes write, read as such.
@@ -250,6 +254,9 @@ pub(crate) fn spin_for<T>(
     spin: Duration,
     mut probe: impl FnMut() -> Result<Option<T>>,
 ) -> Result<Option<T>> {
+    if spin.is_zero() {
+        return probe();
+    }
     let deadline = std::time::Instant::now() + spin;
     let mut tries = 0u32;
     loop {

@@ -124,9 +124,10 @@ static WORKER_TIMEOUT: GucInt = GucInt::new(
 .unit(Unit::Milliseconds);
 
 bgworker::pg_init!({
-    // The library's own workers read none of these settings, and on PostgreSQL 15 and older
-    // each definition sorts the server's whole list of settings again: a worker defines
-    // them only if its SQL calls the library's functions.
+    // Background workers (this library's own among them) do not define these settings at
+    // load time: on PostgreSQL 15 and older each definition sorts the server's whole list
+    // of settings again, and a job's worker reads none of them. Whatever reads them calls
+    // define_settings first, so a worker whose SQL calls the functions defines them then.
     if bgworker::worker::current_worker_name().is_none() {
         define_settings()?;
     }
@@ -147,7 +148,7 @@ bgworker::pg_init!({
 /// Defines the settings (once per process): what reads them calls this first.
 pub fn define_settings() -> Result<()> {
     static DEFINED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if DEFINED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+    if DEFINED.load(std::sync::atomic::Ordering::SeqCst) {
         return Ok(());
     }
     MAX_WORKERS.define()?;
@@ -157,5 +158,7 @@ pub fn define_settings() -> Result<()> {
     MAX_QUEUED_JOBS.define()?;
     POOL_IDLE_TIMEOUT.define()?;
     POOL_WARM_WORKERS.define()?;
-    guc::reserve_prefix(c"pg_background")
+    guc::reserve_prefix(c"pg_background")?;
+    DEFINED.store(true, std::sync::atomic::Ordering::SeqCst);
+    Ok(())
 }

@@ -300,6 +300,14 @@ pgsys_session_settings(int *len)
 			continue;
 		appendBinaryStringInfo(&buf, conf->name, strlen(conf->name) + 1);
 		appendBinaryStringInfo(&buf, value, strlen(value) + 1);
+		appendStringInfo(&buf, "%d", (int) conf->scontext);
+		appendStringInfoChar(&buf, '\0');
+#if PG_VERSION_NUM >= 150000
+		appendStringInfo(&buf, "%u", conf->srole);
+#else
+		appendStringInfoChar(&buf, '0');
+#endif
+		appendStringInfoChar(&buf, '\0');
 	}
 	*len = buf.len;
 	return buf.data;

@@ -81,8 +81,11 @@ extern void pgsys_hold_cancels_while_sending(void);
 
 /*
  * The settings this session set itself (sources client and session, as pg_settings shows
- * them), as "name\0value\0" pairs in *len bytes, palloc'd in the current context; the
- * settings that pg_settings does not show (GUC_NO_SHOW_ALL) are left out.
+ * them) that SET may change, as "name\0value\0context\0role\0" in *len bytes, palloc'd
+ * in the current context: the context they were set in (a GucContext number) and the role
+ * that set them (0 before PostgreSQL 15), so that a worker sets them with the same rights
+ * (as a parallel worker does). The settings that pg_settings does not show
+ * (GUC_NO_SHOW_ALL) are left out.
  */
 extern char *pgsys_session_settings(int *len);
 

@@ -47,7 +47,7 @@ pub(crate) struct Control {
     /// Strings the worker has finished, successfully or not.
     pub(crate) done: AtomicU64,
     /// Set once the worker is connected and reads the strings (by the worker, or by the
-    /// client when it hands the job to a warm pooled worker): before that, replies are far
+    /// client when it hands the job to an idle pooled worker): before that, replies are far
     /// off (a new worker's connection takes a while), and the client sleeps rather than
     /// spin for them.
     pub(crate) connected: AtomicU32,

@@ -323,8 +323,15 @@ pub fn serve(main_arg: i64) -> Result<()> {
     // Output goes to the client from here on, so that a failure to connect (a database or
     // role dropped meanwhile) reaches it as an ERROR.
     job.redirect_output()?;
-    caller.connect()?;
-    job.serve(&mut Session::new())
+    if let Err(e) = caller.connect() {
+        // A FATAL went to the client already; an ERROR is sent here.
+        let _ = send_error(&e.to_pg_error());
+        return Err(e);
+    }
+    let served = job.serve(&mut Session::new());
+    // The client's backend may make the segment new for its next job.
+    job.release();
+    served
 }
 
 /// Runs the client's string number `number` (what `prepare` returns, or its ERROR), unless
@@ -369,28 +376,44 @@ fn run_numbered<'t>(
 fn apply_settings(text: &str) -> Result<()> {
     let parts: Vec<&str> = text.split('\0').collect();
     crate::xact::transaction(|_| {
-        for pair in parts.chunks_exact(2) {
-            set_for_session(pair[0], pair[1])?;
+        for setting in parts.chunks_exact(4) {
+            // Set in the caller's session with the rights of the context and role it
+            // names (as a parallel worker takes its leader's settings); none given: the
+            // current role's.
+            let rights = match (setting[2].parse(), setting[3].parse()) {
+                (Ok(context), Ok(role)) => Some((context, role)),
+                _ => None,
+            };
+            set_for_session(setting[0], setting[1], rights)?;
         }
         Ok(())
     })
 }
 
-/// Sets `name` to `value` for the session as `set_config(name, value, false)` does, with the
-/// current role's rights (a superuser may set superuser settings; others those they were
-/// granted); inside a transaction, as check hooks may read the catalogs.
-pub(crate) fn set_for_session(name: &str, value: &str) -> Result<()> {
+/// Sets `name` to `value` for the session, as `SET` does with the rights of `rights`' context
+/// and role, or else as `set_config(name, value, false)` does with the current role's (a
+/// superuser may set superuser settings; others those they were granted); inside a
+/// transaction, as check hooks may read the catalogs.
+pub(crate) fn set_for_session(
+    name: &str,
+    value: &str,
+    rights: Option<(pg_sys::GucContext, pg_sys::Oid)>,
+) -> Result<()> {
     let name = crate::cstr::to_cstring(name, "setting name")?;
     let value = crate::cstr::to_cstring(value, "setting value")?;
     let (n, v) = (name.as_ptr(), value.as_ptr());
     // SAFETY: both strings outlive the call (PostgreSQL copies them); elevel 0 makes a
-    // refused value an ERROR, which guard returns.
+    // refused value an ERROR, which guard returns; the context is one the caller's own
+    // session recorded (or USERSET/SUSET).
     guard(|| unsafe {
-        let context = if pg_sys::superuser() {
-            pg_sys::GucContext_PGC_SUSET
-        } else {
-            pg_sys::GucContext_PGC_USERSET
+        let (context, role) = match rights {
+            Some((context, role)) => (context, role),
+            None if pg_sys::superuser() => (pg_sys::GucContext_PGC_SUSET, pg_sys::GetUserId()),
+            None => (pg_sys::GucContext_PGC_USERSET, pg_sys::GetUserId()),
         };
+        #[cfg(pg14)]
+        let _ = role;
+        #[cfg(pg14)]
         pg_sys::set_config_option(
             n,
             v,
@@ -400,7 +423,19 @@ pub(crate) fn set_for_session(name: &str, value: &str) -> Result<()> {
             true,
             0,
             false,
-        )
+        );
+        #[cfg(not(pg14))]
+        pg_sys::set_config_option_ext(
+            n,
+            v,
+            context,
+            pg_sys::GucSource_PGC_S_SESSION,
+            role,
+            pg_sys::GucAction_GUC_ACTION_SET,
+            true,
+            0,
+            false,
+        );
     })?;
     Ok(())
 }
@@ -453,9 +488,12 @@ pub struct Client {
 }
 
 impl Client {
-    /// Sends a SQL string to run; its replies end with [`Reply::Ready`].
+    /// Sends a SQL string to run; its replies end with [`Reply::Ready`]. A worker that has
+    /// exited before its first string takes the string (its result is why it exited); one
+    /// that exited later refuses it.
     pub fn send(&mut self, sql: &str) -> Result<()> {
         self.check_usable()?;
+        self.check_can_send()?;
         // Counted first, so the worker never finishes a string the count does not include;
         // a send that fails part-way breaks the session (nothing more may be sent).
         if let Some((slot, generation)) = self.pooled {
@@ -464,9 +502,15 @@ impl Client {
         self.control.sent.fetch_add(1, SeqCst);
         let sent = self.request(b'Q', sql);
         if sent.is_err() {
-            self.cannot_send = true;
-            if self.stopped().unwrap_or(false) {
-                // Its last reply (an ERROR or FATAL) says why: forward reads it.
+            if !self.stopped().unwrap_or(false) {
+                // Cut off part-way while the worker waits for the rest: nothing more can
+                // be sent, nor anything of this session read.
+                self.cannot_send = true;
+                self.broken = true;
+            } else if self.control.sent.load(SeqCst) == 1 {
+                // Its result (an ERROR or FATAL it sent, or a lost connection) says why.
+                return Ok(());
+            } else {
                 let pid = self.pid().ok().flatten().unwrap_or(0);
                 return Err(PgError::new(
                     SqlState::CONNECTION_FAILURE,
@@ -477,6 +521,25 @@ impl Client {
             }
         }
         sent
+    }
+
+    /// Sends settings; a worker that has exited already is not an error here (the next
+    /// string's result says why it exited).
+    fn send_settings(&mut self, settings: &str) -> Result<()> {
+        match self.request(b'S', settings) {
+            Err(_) if self.stopped().unwrap_or(false) => Ok(()),
+            sent => sent,
+        }
+    }
+
+    /// Refuses a session that could not be sent a string whole.
+    fn check_can_send(&self) -> Result<()> {
+        if self.cannot_send {
+            return Err(Error::WrongContext(
+                "this background session could not be sent a string: start another".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Refuses a session whose queue may still hold replies of a string read part-way.
@@ -491,11 +554,7 @@ impl Client {
 
     fn request(&mut self, kind: u8, body: &str) -> Result<()> {
         self.check_usable()?;
-        if self.cannot_send {
-            return Err(Error::WrongContext(
-                "this background session could not be sent a string: start another".into(),
-            ));
-        }
+        self.check_can_send()?;
         let mut message = Vec::with_capacity(body.len() + 1);
         message.push(kind);
         message.extend_from_slice(body.as_bytes());
@@ -520,7 +579,7 @@ impl Client {
         let settings = capture_settings()?;
         let (_, extra) = server::Caller::current();
         let mut client = Client::launch_with(builder.extra(extra), queue_size, 0)?;
-        client.request(b'S', &settings)?;
+        client.send_settings(&settings)?;
         Ok(client)
     }
 
@@ -545,7 +604,7 @@ impl Client {
             // serve).
             let settings = capture_settings()?;
             let mut client = Client::launch_with(builder.extra(extra), queue_size, pool::UNPOOLED)?;
-            client.request(b'S', &settings)?;
+            client.send_settings(&settings)?;
             return Ok(client);
         }
         let settings = capture_settings()?;
@@ -590,7 +649,7 @@ impl Client {
             pool::Placement::Start { slot, generation } => Some((slot, generation)),
         };
         client.handle = handle.map(Box::new);
-        client.request(b'S', &settings)?;
+        client.send_settings(&settings)?;
         Ok(client)
     }
 
@@ -692,6 +751,11 @@ impl Client {
 
     /// Waits until the worker has started; its pid. An error when it could not start.
     pub fn wait_for_start(&self) -> Result<i32> {
+        // One that attached (and maybe exited since: its result says why) has started.
+        let attached = self.control.worker_pid.load(SeqCst);
+        if attached > 0 {
+            return Ok(attached);
+        }
         if let Some(handle) = &self.handle {
             if let crate::worker::Status::Started(pid) = handle.wait_for_startup()? {
                 return Ok(pid);
@@ -854,7 +918,8 @@ impl Client {
         if name.contains('\0') || value.contains('\0') {
             return Err(Error::msg("a setting's name or value cannot contain NUL"));
         }
-        self.request(b'S', &format!("{name}\0{value}"))
+        // No context or role: set with the worker's current role's rights, as SET would.
+        self.send_settings(&format!("{name}\0{value}\0\0"))
     }
 
     /// Reads the replies to one SQL string, up to ready-for-query, as the caller's result:
@@ -968,8 +1033,8 @@ impl Drop for Client {
     }
 }
 
-/// How long [`Client::receive`] (and a worker, for the next request) looks for the next
-/// message before it sleeps on the latch.
+/// How long [`Client::receive`] (once the worker is connected) and a worker (for the next
+/// request) look for the next message before they sleep on the latch.
 const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// Where a [`Client`]'s worker is.
@@ -1017,21 +1082,16 @@ fn capture_settings() -> Result<String> {
         .split(|&b| b == 0)
         .map(|p| std::str::from_utf8(p).unwrap_or(""))
         .collect();
-    let mut pairs: Vec<(&str, &str)> = parts
-        .chunks_exact(2)
-        .map(|pair| (pair[0], pair[1]))
-        .filter(|(name, _)| !NOT_CARRIED.contains(name))
+    let mut settings: Vec<&[&str]> = parts
+        .chunks_exact(4)
+        .filter(|setting| !NOT_CARRIED.contains(&setting[0]))
         .collect();
-    pairs.sort_unstable();
-    let mut text = String::new();
-    for (i, (name, value)) in pairs.iter().enumerate() {
-        if i > 0 {
-            text.push('\0');
-        }
-        text.push_str(name);
-        text.push('\0');
-        text.push_str(value);
-    }
+    settings.sort_unstable();
+    let text = settings
+        .iter()
+        .map(|setting| setting.join("\0"))
+        .collect::<Vec<_>>()
+        .join("\0");
     Ok(text)
 }
 

@@ -218,6 +218,23 @@ impl Pool {
             .min()
     }
 
+    /// Asks the idle worker (not a warm one, not of `except`) that finished longest ago to
+    /// exit and make room.
+    fn retire_one(&mut self, except: Option<Key>) {
+        let oldest = self
+            .slots
+            .iter_mut()
+            .filter(|s| s.state == IDLE && s.segment == 0 && s.warm == 0)
+            .filter(|s| except.is_none_or(|k| s.key != k))
+            .min_by_key(|s| s.finished_at);
+        if let Some(s) = oldest {
+            s.segment = RETIRE;
+            if let Some(w) = s.worker.get() {
+                w.wake();
+            }
+        }
+    }
+
     fn wake_waiting(&self) {
         for w in self.waiting.iter().filter(|w| w.ticket != 0) {
             w.waker.wake();
@@ -301,6 +318,7 @@ pub(crate) fn place(
                 s.segment = segment;
                 s.reserved_at = now;
                 s.jobs_done = 0;
+                s.finished_at = 0;
                 s.warm = 0;
                 s.worker.set(None);
                 Some(Placement::Start {
@@ -311,16 +329,7 @@ pub(crate) fn place(
                 let retiring = pool.slots.iter().any(|s| s.segment == RETIRE);
                 if my_turn_overall && idle.is_none() && !retiring {
                     // The pool is full: ask an idle worker of another key to make room.
-                    if let Some(s) = pool
-                        .slots
-                        .iter_mut()
-                        .find(|s| s.state == IDLE && s.segment == 0 && s.warm == 0)
-                    {
-                        s.segment = RETIRE;
-                        if let Some(w) = s.worker.get() {
-                            w.wake();
-                        }
-                    }
+                    pool.retire_one(None);
                 }
                 None
             };
@@ -384,14 +393,8 @@ pub(crate) fn place(
                         // idle pooled worker of another key makes room when it can.
                         free_slot(slot, generation, 0)?;
                         let mut pool = pool()?.lock();
-                        let retiring = pool.slots.iter().any(|s| s.segment == RETIRE);
-                        if let Some(s) = pool.slots.iter_mut().filter(|_| !retiring).find(|s| {
-                            s.state == IDLE && s.segment == 0 && s.key != key && s.warm == 0
-                        }) {
-                            s.segment = RETIRE;
-                            if let Some(w) = s.worker.get() {
-                                w.wake();
-                            }
+                        if !pool.slots.iter().any(|s| s.segment == RETIRE) {
+                            pool.retire_one(Some(key));
                         }
                         ticket = pool.next_ticket;
                         pool.next_ticket += 1;
@@ -637,16 +640,22 @@ fn serve_in_slot(
             }
         };
         if segment == 0 {
-            pool()?.lock().wake_waiting();
+            // Wakeups of the job just served are forgotten: a job placed from here on sets
+            // the latch, and one placed before is seen just below.
+            crate::latch::reset();
+            let placed = {
+                let pool = pool()?.lock();
+                pool.wake_waiting();
+                pool.slots[slot].segment != 0
+            };
+            if placed {
+                continue;
+            }
             let nap = Duration::from_secs(1).min(idle_timeout.unwrap_or(Duration::MAX));
             let deadline = idle_timeout.map(|t| std::time::Instant::now() + t);
             // The next job often comes right after a job: look for it a little before
-            // sleeping (a submitter sets the latch without a signal then). Wakeups of the
-            // job just served are forgotten first, then the slot looked at again.
-            crate::latch::reset();
-            if pool()?.lock().slots[slot].segment == 0 {
-                crate::latch::spin(IDLE_SPIN);
-            }
+            // sleeping (a submitter sets the latch without a signal then).
+            crate::latch::spin(IDLE_SPIN);
             loop {
                 crate::latch::wait(Some(nap))?;
                 if pool()?.lock().slots[slot].segment != 0 {
@@ -851,6 +860,7 @@ fn serve_warm() -> Result<()> {
                     s.segment = 0;
                     s.reserved_at = now;
                     s.jobs_done = 0;
+                    s.finished_at = 0;
                     s.warm = 1;
                     s.preview_len = 0;
                     s.worker.set(None);

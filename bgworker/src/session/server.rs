@@ -115,7 +115,7 @@ impl Caller {
                 let name = guard(|| unsafe { pg_sys::GetUserNameFromId(role, false) })?;
                 // SAFETY: a palloc'd NUL-terminated name, copied at once.
                 let name = unsafe { crate::cstr::copy_cstring(name) };
-                super::set_for_session("role", &name)
+                super::set_for_session("role", &name, None)
             })?;
         }
         Ok(())
@@ -194,6 +194,8 @@ impl Job {
             // transaction block ends after idle_in_transaction_session_timeout (a FATAL,
             // which the client reads as the next string's result), instead of holding
             // its locks and snapshot for as long as nobody sends anything.
+            // (A timeout that fires as a string arrives still ends the session, as it would
+            // a backend's.)
             let timer = idle_in_transaction_timer()?;
             // The client writes its strings right after handing the job over, and detaches
             // right after reading a result: looking a little before sleeping saves a wakeup.
@@ -324,9 +326,14 @@ impl JobServer {
     ) -> Result<()> {
         let mut job = Job::attach(handle)?;
         job.redirect_output()?;
-        let served = self
-            .connect_once()
-            .and_then(|()| job.serve(&mut self.session));
+        let served = match self.connect_once() {
+            Ok(()) => job.serve(&mut self.session),
+            Err(e) => {
+                // A FATAL went to the client already; an ERROR is sent here.
+                let _ = super::send_error(&e.to_pg_error());
+                Err(e)
+            }
+        };
         job.release();
         served?;
         over()?;

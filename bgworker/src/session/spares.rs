@@ -25,6 +25,9 @@ use crate::dsm::Segment;
 /// How many segments a backend keeps (each two queues and a control block).
 const KEPT: usize = 4;
 
+/// The largest segment kept (with 1 MB queues): bigger ones go with their client.
+const LARGEST_KEPT: usize = 2 * 1024 * 1024 + 4096;
+
 thread_local! {
     /// Newest first.
     static SPARES: RefCell<VecDeque<Box<Segment>>> = const { RefCell::new(VecDeque::new()) };
@@ -33,6 +36,9 @@ thread_local! {
 /// Keeps the segment of a client that is being dropped; the oldest spare beyond [`KEPT`]
 /// is detached (a worker that still uses it keeps its own mapping).
 pub(super) fn keep(segment: Box<Segment>) {
+    if segment.size() > LARGEST_KEPT {
+        return;
+    }
     let pushed_out = SPARES.with(|spares| {
         let mut spares = spares.borrow_mut();
         spares.push_front(segment);
