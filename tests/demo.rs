@@ -186,6 +186,15 @@ fn main() {
         "   the same worker runs another string in its session (its temp table is still there):"
     );
     show(&mut client, &call("SELECT pg_background_run_v2($pid, $cookie, 'SELECT sum(g), pg_backend_pid() FROM scratch')"));
+    println!("   its result's columns and ERROR (none), looked at without reading it:");
+    show(
+        &mut client,
+        &call("SELECT column_number, column_name, column_type::text FROM pg_background_describe_v2($pid, $cookie)"),
+    );
+    show(
+        &mut client,
+        &call("SELECT sqlstate, message FROM pg_background_error_v2($pid, $cookie)"),
+    );
     show(
         &mut client,
         &call("SELECT * FROM pg_background_result_v2($pid, $cookie) AS (total bigint, worker int)"),

@@ -751,17 +751,18 @@ impl Client {
 
     /// Waits until the worker has started; its pid. An error when it could not start.
     pub fn wait_for_start(&self) -> Result<i32> {
-        // One that attached (and maybe exited since: its result says why) has started.
-        let attached = self.control.worker_pid.load(SeqCst);
-        if attached > 0 {
-            return Ok(attached);
-        }
         if let Some(handle) = &self.handle {
             if let crate::worker::Status::Started(pid) = handle.wait_for_startup()? {
                 return Ok(pid);
             }
         } else if let Some(pid) = self.pid()? {
             return Ok(pid);
+        }
+        // One that attached and has exited since (its result says why) did start; looked
+        // at after the wait, which returns once the worker is gone too.
+        let attached = self.control.worker_pid.load(SeqCst);
+        if attached > 0 {
+            return Ok(attached);
         }
         Err(PgError::new(
             SqlState::INSUFFICIENT_RESOURCES,
