@@ -22,8 +22,7 @@ fn cluster() -> Cluster {
 }
 
 fn as_alice(cluster: &Cluster) -> postgres::Client {
-    let conn = format!("{} user=alice", cluster.connection_string("postgres"));
-    postgres::Client::connect(&conn, postgres::NoTls).unwrap()
+    bgworker_tests::connect_as(cluster, "alice")
 }
 
 #[test]

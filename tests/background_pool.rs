@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use bgworker_tests::{example, run_extension_script, status_kb, Cluster};
+use bgworker_tests::{
+    code, connect_as, example, message, run_extension_script, status_kb, Cluster,
+};
 
 fn cluster(settings: &[(&str, &str)]) -> Cluster {
     let mut builder = Cluster::builder()
@@ -26,11 +28,6 @@ fn cluster(settings: &[(&str, &str)]) -> Cluster {
         )
         .unwrap();
     cluster
-}
-
-fn connect_as(cluster: &Cluster, role: &str) -> postgres::Client {
-    let conn = format!("{} user={role}", cluster.connection_string("postgres"));
-    postgres::Client::connect(&conn, postgres::NoTls).unwrap()
 }
 
 /// Runs `sql` in a background job and reads its single text result; the job's worker pid.
@@ -69,14 +66,6 @@ fn wait_idle(cluster: &Cluster, pid: i32) {
             .unwrap()
             .get::<_, bool>(0)
     }));
-}
-
-fn code(e: &postgres::Error) -> String {
-    e.as_db_error()
-        .unwrap_or_else(|| panic!("not a server error: {e}"))
-        .code()
-        .code()
-        .to_string()
 }
 
 #[test]
@@ -645,11 +634,6 @@ fn a_pooled_worker_that_cannot_connect_tells_its_client_why() {
         );
     }
     cluster.assert_no_crash();
-}
-
-fn message(e: &postgres::Error) -> String {
-    e.as_db_error()
-        .map_or_else(|| e.to_string(), |db| db.message().to_string())
 }
 
 #[test]

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use bgworker_tests::{example, run_extension_script, test_functions, test_workers, Cluster};
+use bgworker_tests::{
+    code, connect_as, example, message, run_extension_script, test_functions, test_workers, Cluster,
+};
 
 fn cluster() -> Cluster {
     let cluster = Cluster::builder()
@@ -27,11 +29,6 @@ fn cluster() -> Cluster {
     cluster
 }
 
-fn connect_as(cluster: &Cluster, role: &str) -> postgres::Client {
-    let conn = format!("{} user={role}", cluster.connection_string("postgres"));
-    postgres::Client::connect(&conn, postgres::NoTls).unwrap()
-}
-
 /// Launches `sql` with `pg_background_launch_v2`: (pid, cookie).
 fn launch(client: &mut postgres::Client, sql: &str) -> (i32, i64) {
     let row = client
@@ -41,19 +38,6 @@ fn launch(client: &mut postgres::Client, sql: &str) -> (i32, i64) {
         )
         .unwrap();
     (row.get(0), row.get(1))
-}
-
-fn code(e: &postgres::Error) -> String {
-    e.as_db_error()
-        .unwrap_or_else(|| panic!("not a server error: {e}"))
-        .code()
-        .code()
-        .to_string()
-}
-
-fn message(e: &postgres::Error) -> String {
-    e.as_db_error()
-        .map_or_else(|| e.to_string(), |db| db.message().to_string())
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! Shared helpers of the integration tests: where the built libraries are.
+//! Shared helpers of the integration tests: where the built libraries are, connecting as a
+//! role, reading a server error.
 
 use std::path::PathBuf;
 
@@ -87,4 +88,25 @@ pub fn status_kb(pid: i32, field: &str) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// A connection to the `postgres` database as `role`.
+pub fn connect_as(cluster: &Cluster, role: &str) -> postgres::Client {
+    let conn = format!("{} user={role}", cluster.connection_string("postgres"));
+    postgres::Client::connect(&conn, postgres::NoTls).unwrap()
+}
+
+/// The SQLSTATE of a server error (panics on any other error).
+pub fn code(e: &postgres::Error) -> String {
+    e.as_db_error()
+        .unwrap_or_else(|| panic!("not a server error: {e}"))
+        .code()
+        .code()
+        .to_string()
+}
+
+/// The message of a server error, or the error itself.
+pub fn message(e: &postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |db| db.message().to_string())
 }

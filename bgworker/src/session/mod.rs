@@ -80,17 +80,32 @@ pub fn redirect_output(segment: &'static Segment, offset: usize) -> Result<Sessi
         ));
     }
     let sender = segment.sender(offset, None)?;
-    let (seg, mq) = (segment.raw(), sender.raw());
     // SAFETY: the segment lives for the rest of the process ('static) and so does the queue
-    // handle (not dropped below); from now on the protocol messages go to the queue.
-    guard(|| unsafe {
-        pg_sys::pq_redirect_to_shm_mq(seg, mq);
-        pg_sys::pgsys_hold_cancels_while_sending();
-    })?;
+    // handle (not dropped below).
+    unsafe { redirect_protocol(segment.raw(), sender.raw()) }?;
     std::mem::forget(sender);
     Ok(Session {
         _not_send: PhantomData,
     })
+}
+
+/// Sends this process's protocol messages into `queue` from now on, a query cancel waiting
+/// while a message is being sent (see the shim).
+///
+/// # Safety
+/// `queue` is an attached queue handle of `segment`, and stays valid until the redirection
+/// ends (another redirect, output turned off, or the segment's detach, whose callback
+/// PostgreSQL registers).
+unsafe fn redirect_protocol(
+    segment: *mut pg_sys::dsm_segment,
+    queue: *mut pg_sys::shm_mq_handle,
+) -> Result<()> {
+    // SAFETY: the caller's promise.
+    guard(|| unsafe {
+        pg_sys::pq_redirect_to_shm_mq(segment, queue);
+        pg_sys::pgsys_hold_cancels_while_sending();
+    })?;
+    Ok(())
 }
 
 thread_local! {
@@ -317,21 +332,7 @@ fn recover_block() -> Result<()> {
 /// # fn main() {}
 /// ```
 pub fn serve(main_arg: i64) -> Result<()> {
-    hold_cancels(true);
-    let caller = server::Caller::from_extra()?;
-    let mut job = server::Job::attach(main_arg as u64 as u32)?;
-    // Output goes to the client from here on, so that a failure to connect (a database or
-    // role dropped meanwhile) reaches it as an ERROR.
-    job.redirect_output()?;
-    if let Err(e) = caller.connect() {
-        // A FATAL went to the client already; an ERROR is sent here.
-        let _ = send_error(&e.to_pg_error());
-        return Err(e);
-    }
-    let served = job.serve(&mut Session::new());
-    // The client's backend may make the segment new for its next job.
-    job.release();
-    served
+    server::JobServer::start()?.run_job(main_arg as u64 as u32)
 }
 
 /// Runs the client's string number `number` (what `prepare` returns, or its ERROR), unless
@@ -859,43 +860,38 @@ impl Client {
 
     /// The next message in the reply queue, waiting for it; `None` when the worker has gone.
     fn receive_from_queue(&mut self) -> Result<Option<Vec<u8>>> {
-        let Some(queue) = self.from_worker.as_mut() else {
-            return Err(Error::WrongContext(
-                "this background session's replies are ignored".into(),
-            ));
-        };
         // A result comes as several messages written one after another: looking again for
         // a few microseconds before sleeping saves a sleep and a wakeup per message (once
         // the worker is connected: a worker that starts has a while to go).
-        let spin = match self.control.connected.load(SeqCst) {
+        let mut spin = match self.control.connected.load(SeqCst) {
             0 => std::time::Duration::ZERO,
             _ => SPIN,
         };
-        let spun = crate::latch::spin_for(spin, || {
-            Ok(match queue.try_receive()? {
-                crate::dsm::Received::Empty => None,
-                received => Some(received),
-            })
-        })?;
-        let mut received = spun.unwrap_or(crate::dsm::Received::Empty);
         loop {
-            match received {
-                crate::dsm::Received::Message(m) => return Ok(Some(m)),
-                crate::dsm::Received::Gone => return Ok(None),
-                crate::dsm::Received::Empty => {
-                    // A worker that exits before it attaches the queue never detaches
-                    // from it either (one that attached did, and the queue says so):
-                    // look at the worker itself now and then.
-                    if self.stopped()? && self.control.worker_pid.load(SeqCst) == 0 {
-                        return Ok(None);
-                    }
-                    crate::latch::wait(Some(std::time::Duration::from_secs(1)))?;
-                }
-            }
-            received = match self.from_worker.as_mut() {
-                Some(queue) => queue.try_receive()?,
-                None => crate::dsm::Received::Gone,
+            let Some(queue) = self.from_worker.as_mut() else {
+                return Err(Error::WrongContext(
+                    "this background session's replies are ignored".into(),
+                ));
             };
+            let found = crate::latch::spin_for(spin, || {
+                Ok(match queue.try_receive()? {
+                    crate::dsm::Received::Empty => None,
+                    received => Some(received),
+                })
+            })?;
+            match found {
+                Some(crate::dsm::Received::Message(m)) => return Ok(Some(m)),
+                Some(_) => return Ok(None),
+                None => {}
+            }
+            spin = std::time::Duration::ZERO;
+            // A worker that exits before it attaches the queue never detaches from it
+            // either (one that attached did, and the queue says so): look at the worker
+            // itself now and then.
+            if self.stopped()? && self.control.worker_pid.load(SeqCst) == 0 {
+                return Ok(None);
+            }
+            crate::latch::wait(Some(std::time::Duration::from_secs(1)))?;
         }
     }
 

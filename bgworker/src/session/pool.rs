@@ -81,7 +81,7 @@ pub(crate) const UNPOOLED: i64 = 1 << 62;
 
 /// The main argument's bit of a warm worker ([`register_warm`]): it serves the role and
 /// database named in its `bgw_extra`. (The argument of a pooled worker: slot in bits 0-7,
-/// generation in 8-31, idle timeout in 40-61, [`UNPOOLED`] 62; bits 32-39 are free.)
+/// generation in 8-31, this bit 32, idle timeout in 40-61, [`UNPOOLED`] 62.)
 const WARM: i64 = 1 << 32;
 
 /// A segment handle no job has: tells an idle worker to exit and make room.
@@ -187,6 +187,33 @@ const IDLE_SPIN: Duration = Duration::from_micros(100);
 /// to start.
 const START_TIMEOUT_MICROS: i64 = 60_000_000;
 
+impl Slot {
+    /// Takes this free slot for a new worker serving `key` (`segment`: its first job, or
+    /// 0); the slot's new generation.
+    fn reserve(&mut self, key: Key, segment: u32, now: i64, warm: bool) -> u32 {
+        self.state = STARTING;
+        self.key = key;
+        self.pid = 0;
+        self.generation = self.generation.wrapping_add(1) & 0xff_ffff;
+        self.segment = segment;
+        self.reserved_at = now;
+        self.jobs_done = 0;
+        self.finished_at = 0;
+        self.warm = u32::from(warm);
+        self.preview_len = 0;
+        self.worker.set(None);
+        self.generation
+    }
+
+    /// Gives the slot up: no worker, no job.
+    fn free(&mut self) {
+        self.state = FREE;
+        self.pid = 0;
+        self.segment = 0;
+        self.worker.set(None);
+    }
+}
+
 impl Pool {
     /// Workers started for jobs (warm workers come on top of the pool's size).
     fn on_demand(&self) -> usize {
@@ -205,7 +232,7 @@ impl Pool {
         }
         for s in self.slots.iter_mut() {
             if s.state == STARTING && s.pid == 0 && now - s.reserved_at > START_TIMEOUT_MICROS {
-                s.state = FREE;
+                s.free();
             }
         }
     }
@@ -310,20 +337,10 @@ pub(crate) fn place(
                 my_turn_overall && pool.on_demand() < limits.workers.min(MAX_POOLED),
                 pool.slots.iter().position(|s| s.state == FREE),
             ) {
-                let s = &mut pool.slots[i];
-                s.state = STARTING;
-                s.key = key;
-                s.pid = 0;
-                s.generation = s.generation.wrapping_add(1) & 0xff_ffff;
-                s.segment = segment;
-                s.reserved_at = now;
-                s.jobs_done = 0;
-                s.finished_at = 0;
-                s.warm = 0;
-                s.worker.set(None);
+                let generation = pool.slots[i].reserve(key, segment, now, false);
                 Some(Placement::Start {
                     slot: i,
-                    generation: s.generation,
+                    generation,
                 })
             } else {
                 let retiring = pool.slots.iter().any(|s| s.segment == RETIRE);
@@ -446,10 +463,7 @@ fn free_slot(slot: usize, generation: u32, pid: i32) -> Result<()> {
     let mut guard = pool.lock();
     let s = &mut guard.slots[slot];
     if s.generation == generation && (pid == 0 || s.pid == pid) && s.state != FREE {
-        s.state = FREE;
-        s.pid = 0;
-        s.segment = 0;
-        s.worker.set(None);
+        s.free();
     }
     guard.wake_waiting();
     Ok(())
@@ -624,10 +638,7 @@ fn serve_in_slot(
             let mut pool = pool()?.lock();
             let s = &mut pool.slots[slot];
             if s.segment == RETIRE {
-                s.state = FREE;
-                s.pid = 0;
-                s.segment = 0;
-                s.worker.set(None);
+                s.free();
                 pool.wake_waiting();
                 return Ok(());
             }
@@ -670,9 +681,7 @@ fn serve_in_slot(
                     let mut pool = pool()?.lock();
                     let s = &mut pool.slots[slot];
                     if s.segment == 0 {
-                        s.state = FREE;
-                        s.pid = 0;
-                        s.worker.set(None);
+                        s.free();
                         pool.wake_waiting();
                         return Ok(());
                     }
@@ -786,8 +795,7 @@ fn warm_name(text: &str) -> std::result::Result<(String, &str), &'static str> {
 /// starts with the server, connects as its role to its database and waits in the pool for
 /// that role's jobs, without an idle timeout and without making room for other roles (on
 /// top of the pool's size; at most [`MAX_WARM`]); the postmaster restarts it 5 seconds
-/// after it exits
-/// (a failure to connect, `pg_terminate_backend`). Call it from `_PG_init` while
+/// after it exits (a failure to connect, `pg_terminate_backend`). Call it from `_PG_init` while
 /// [`preloading`](crate::entry::preloading); `builder` is the pool's worker (its main
 /// calls [`serve`]). The number of workers registered.
 ///
@@ -850,24 +858,10 @@ fn serve_warm() -> Result<()> {
         let reserved = {
             let mut pool = pool()?.lock();
             pool.tidy(now);
-            match pool.slots.iter().position(|s| s.state == FREE) {
-                Some(i) => {
-                    let s = &mut pool.slots[i];
-                    s.state = STARTING;
-                    s.key = key;
-                    s.pid = 0;
-                    s.generation = s.generation.wrapping_add(1) & 0xff_ffff;
-                    s.segment = 0;
-                    s.reserved_at = now;
-                    s.jobs_done = 0;
-                    s.finished_at = 0;
-                    s.warm = 1;
-                    s.preview_len = 0;
-                    s.worker.set(None);
-                    Some((i, s.generation))
-                }
-                None => None,
-            }
+            pool.slots
+                .iter()
+                .position(|s| s.state == FREE)
+                .map(|i| (i, pool.slots[i].reserve(key, 0, now, true)))
         };
         match reserved {
             Some(reserved) => break reserved,

@@ -174,11 +174,7 @@ impl Job {
         // SAFETY: the queue handle lives in this Job until `stop_output`, which ends the
         // redirection before dropping it; detaching the segment also ends it (PostgreSQL
         // registers a detach callback that forgets the queue).
-        // A query cancel waits while a message is being sent (see the shim).
-        guard(|| unsafe {
-            pg_sys::pq_redirect_to_shm_mq(raw_segment, raw_queue);
-            pg_sys::pgsys_hold_cancels_while_sending();
-        })?;
+        unsafe { super::redirect_protocol(raw_segment, raw_queue) }?;
         self.output = Some(sender);
         control::set_serving(self.control);
         Ok(())
@@ -324,6 +320,15 @@ impl JobServer {
         handle: u32,
         over: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
+        self.run_job(handle)?;
+        over()?;
+        self.reset()
+    }
+
+    /// Serves the job in segment `handle` until its client detaches, then lets the segment
+    /// go. Its output goes to its client before this worker connects, so that a failure to
+    /// connect reaches the client too.
+    pub(crate) fn run_job(&mut self, handle: u32) -> Result<()> {
         let mut job = Job::attach(handle)?;
         job.redirect_output()?;
         let served = match self.connect_once() {
@@ -335,9 +340,7 @@ impl JobServer {
             }
         };
         job.release();
-        served?;
-        over()?;
-        self.reset()
+        served
     }
 
     /// Connects as the caller, the first time (a failure to connect ends the process with
