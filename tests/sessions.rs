@@ -243,3 +243,109 @@ fn record_sets_refuse_bad_text_and_use_outside_their_call() {
     );
     cluster.assert_no_crash();
 }
+
+/// A session worker ends right after PostgreSQL's exit callbacks: its temporary table is
+/// dropped and the postmaster gets its exit code, but the C library's exit handlers, which
+/// every server process inherits from the postmaster and which only free memory, do not
+/// run (OpenSSL's alone took about 0.5 ms of each fresh worker's exit).
+#[test]
+fn a_session_worker_ends_after_postgres_cleanup_without_library_teardown() {
+    let cluster = test_cluster(&[("test_workers.exit_handler", "on")]);
+    let ran_handlers = |pid: i32| {
+        cluster.log_count(&format!(
+            "test_workers: C exit handlers ran in process [{pid}]"
+        ))
+    };
+    let gone = |client: &mut postgres::Client, pid: i32| {
+        cluster.poll(Duration::from_secs(10), || {
+            client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                    &[&pid],
+                )
+                .unwrap()
+                .get::<_, i64>(0)
+                == 0
+        })
+    };
+
+    // A backend runs them, so the handler shows when a process does.
+    let backend: i32 = {
+        let mut c = cluster.connect();
+        c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0)
+    };
+    assert!(
+        cluster.poll(Duration::from_secs(10), || ran_handlers(backend) == 1),
+        "a backend's exit handlers did not log:\n{}",
+        cluster.log()
+    );
+
+    let mut client = cluster.connect();
+    let worker: i32 = client
+        .query_one(
+            "SELECT * FROM session_script(ARRAY['CREATE TEMP TABLE t (x int)', \
+               'SELECT pg_backend_pid()']) AS (pid int)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(gone(&mut client, worker), "the session worker did not exit");
+    let temp: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relpersistence = 't'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(temp, 0, "the worker's temporary table outlived it");
+
+    // Terminated mid-string, a worker still exits with code 1 for the postmaster.
+    let config: postgres::Config = cluster.connection_string("postgres").parse().unwrap();
+    let sleeper = std::thread::spawn(move || {
+        let mut c = config.connect(postgres::NoTls).unwrap();
+        c.query(
+            "SELECT * FROM session_run('SELECT pg_sleep(60)') AS (x text)",
+            &[],
+        )
+        .unwrap_err()
+    });
+    let mut terminated = 0;
+    assert!(cluster.poll(Duration::from_secs(10), || {
+        let row = client
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' \
+                   AND backend_type = 'test_session'",
+                &[],
+            )
+            .unwrap();
+        row.map(|r| terminated = r.get(0)).is_some()
+    }));
+    client
+        .query_one("SELECT pg_terminate_backend($1)", &[&terminated])
+        .unwrap();
+    let e = sleeper.join().unwrap();
+    assert!(e.as_db_error().is_some(), "{e}");
+    assert!(gone(&mut client, terminated));
+    let exit = format!("(PID {terminated}) exited with exit code 1");
+    assert!(
+        cluster.poll(Duration::from_secs(10), || cluster.log_count(&exit) == 1),
+        "{}",
+        cluster.log()
+    );
+
+    for pid in [worker, terminated] {
+        assert_eq!(ran_handlers(pid), 0, "process {pid}:\n{}", cluster.log());
+    }
+    // Outside a worker it is refused: a backend's extensions may rely on their handlers.
+    let e = client
+        .query_one("SELECT skip_teardown_in_backend()", &[])
+        .unwrap_err();
+    assert!(
+        e.as_db_error()
+            .unwrap()
+            .message()
+            .contains("only a background worker"),
+        "{e}"
+    );
+    cluster.assert_no_crash();
+}

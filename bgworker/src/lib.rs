@@ -23,6 +23,7 @@
 //! | [`srf`] | `SRF_IS_FIRSTCALL`, materialize mode: `RETURNS SETOF record` |
 //! | [`guard()`] | `PG_TRY`/`PG_CATCH` around one call |
 //! | [`entry`] | `PG_MODULE_MAGIC`, `_PG_init`, panic and error reporting |
+//! | [`exit`] | `proc_exit`, `on_proc_exit`: ending a worker process |
 //!
 //! A PostgreSQL ERROR becomes an [`Error`] value; a Rust panic or returned error becomes a
 //! PostgreSQL ERROR at the entry point. No `longjmp` skips a Rust destructor.
@@ -62,6 +63,7 @@ pub mod dsm;
 pub mod elog;
 pub mod entry;
 mod error;
+pub mod exit;
 pub mod fmgr;
 mod guard;
 pub mod guc;

@@ -319,6 +319,11 @@ fn recover_block() -> Result<()> {
 /// the segment the main argument names, sends its output to the reply queue, and runs each
 /// SQL string that arrives, with the caller's settings, until the client detaches.
 ///
+/// The worker ends without the C library's exit-time teardown
+/// ([`exit::skip_library_teardown`](crate::exit::skip_library_teardown)): a fresh worker
+/// per job would otherwise spend about as long freeing the server's SSL state at exit as
+/// it spent connecting.
+///
 /// ```no_run
 /// struct Job;
 /// impl bgworker::Worker for Job {

@@ -574,6 +574,8 @@ pub fn jobs() -> Result<Vec<Job>> {
 
 /// What a pooled worker's main does: serves jobs for the key its launcher gave it, one
 /// after another, until it has been idle for the pool's idle timeout (or is told to stop).
+/// Like [`session::serve`](super::serve), it ends without the C library's exit-time
+/// teardown.
 ///
 /// ```no_run
 /// struct Pooled;

@@ -289,6 +289,7 @@ pub(crate) struct JobServer {
 impl JobServer {
     /// Serves the caller in `bgw_extra`, connecting as them with the first job.
     pub(crate) fn start() -> Result<JobServer> {
+        crate::exit::skip_library_teardown()?;
         hold_cancels(true);
         Ok(JobServer {
             caller: Caller::from_extra()?,
@@ -300,6 +301,7 @@ impl JobServer {
     /// Serves whom this worker connected as (a warm worker, which named its role and
     /// database itself).
     pub(crate) fn for_this_session() -> Result<JobServer> {
+        crate::exit::skip_library_teardown()?;
         hold_cancels(true);
         Ok(JobServer {
             caller: Caller::current().0,

@@ -7,6 +7,7 @@
 mod aggregates;
 mod bench;
 mod dynamic;
+mod exits;
 mod failing;
 mod functions;
 mod sessions;
@@ -61,10 +62,12 @@ bgworker::pg_init!({
     BOOL.define()?;
     STRING.define()?;
     ENUM.define()?;
+    exits::EXIT_HANDLER.define()?;
     guc::reserve_prefix(c"test_workers")?;
     if bgworker::entry::preloading() {
         shared::request()?;
         soundness::request()?;
+        exits::register()?;
     }
     for name in START.get().unwrap_or_default().split(',').map(str::trim) {
         match name {
