@@ -349,3 +349,49 @@ fn a_session_worker_ends_after_postgres_cleanup_without_library_teardown() {
     );
     cluster.assert_no_crash();
 }
+
+/// Rows, the NOTICEs raised between them and an ERROR after them arrive in the order the
+/// worker sent them, through a queue much smaller than the result, although a worker
+/// publishes rows a quarter of the queue at a time and every other message at once.
+#[test]
+fn rows_notices_and_errors_arrive_in_the_order_they_were_sent() {
+    let cluster = test_cluster(&[]);
+    let mut client = cluster.connect();
+    client
+        .batch_execute(
+            "CREATE FUNCTION say(g int) RETURNS int LANGUAGE plpgsql AS $$ \
+             BEGIN IF g % 250 = 0 THEN RAISE NOTICE 'after %', g - 1; END IF; RETURN g; END $$",
+        )
+        .unwrap();
+    let messages = |client: &mut postgres::Client, sql: &str| -> Vec<String> {
+        client
+            .query_one("SELECT session_messages($1)", &[&sql])
+            .unwrap()
+            .get(0)
+    };
+
+    let mut expected = vec!["columns".to_string()];
+    for g in 1..=3000 {
+        if g % 250 == 0 {
+            expected.push(format!("notice after {}", g - 1));
+        }
+        expected.push(format!("row {g}"));
+    }
+    expected.extend(["complete SELECT 3000".into(), "ready".into()]);
+    assert_eq!(
+        messages(&mut client, "SELECT say(g) FROM generate_series(1, 3000) g"),
+        expected
+    );
+
+    let mut expected = vec!["columns".to_string()];
+    expected.extend((1..2000).map(|g| format!("row {g}")));
+    expected.extend(["error division by zero".into(), "ready".into()]);
+    assert_eq!(
+        messages(
+            &mut client,
+            "SELECT g + 0 * (1 / (2000 - g)) FROM generate_series(1, 3000) g"
+        ),
+        expected
+    );
+    cluster.assert_no_crash();
+}

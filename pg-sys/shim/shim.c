@@ -11,6 +11,9 @@
 #include "storage/bufmgr.h"
 #include "storage/condition_variable.h"
 #include "storage/lwlock.h"
+#include "storage/dsm.h"
+#include "storage/latch.h"
+#include "storage/shm_mq.h"
 #include "port/atomics.h"
 #include "utils/elog.h"
 #include "utils/memutils.h"
@@ -245,13 +248,83 @@ extern PGDLLIMPORT const PgsysCommMethods *PqCommMethods;
 static PgsysCommMethods pgsys_held_methods;
 static const PgsysCommMethods *pgsys_inner_methods;
 
+#if PG_VERSION_NUM >= 150000
+/* The queue the output goes to, for data rows; NULL once its segment is detached. */
+static shm_mq_handle *pgsys_rows_queue;
+/* A data row is part-sent (its send waits for room in the queue). */
+static bool pgsys_row_busy;
+/* Something was sent while a row was part-sent: the stream cannot go on. */
+static bool pgsys_rows_broken;
+
+#if PG_VERSION_NUM >= 170000
+#define PGSYS_WAIT_PUT_MESSAGE WAIT_EVENT_MESSAGE_QUEUE_PUT_MESSAGE
+#else
+#define PGSYS_WAIT_PUT_MESSAGE WAIT_EVENT_MQ_PUT_MESSAGE
+#endif
+
+static void
+pgsys_forget_rows_queue(dsm_segment *seg, Datum arg)
+{
+	pgsys_rows_queue = NULL;
+}
+
+/*
+ * Sends a data row without publishing it: shm_mq publishes the bytes written (and sets the
+ * receiver's latch) once a quarter of the ring is pending or a forced send comes, which
+ * every other protocol message is (pqmq forces each). As pqmq does, it waits for room
+ * without blocking cancels' delivery to the latch, and checks for interrupts (a cancel is
+ * held while sending; termination ends the process).
+ */
+static int
+pgsys_put_row(const char *s, size_t len)
+{
+	shm_mq_iovec iov[2];
+	char		msgtype = 'D';
+	shm_mq_result result;
+
+	iov[0].data = &msgtype;
+	iov[0].len = 1;
+	iov[1].data = s;
+	iov[1].len = len;
+	pgsys_row_busy = true;
+	for (;;)
+	{
+		result = shm_mq_sendv(pgsys_rows_queue, iov, 2, true, false);
+		if (result != SHM_MQ_WOULD_BLOCK)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, 0,
+						 PGSYS_WAIT_PUT_MESSAGE);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (pgsys_rows_broken || pgsys_rows_queue == NULL)
+			return EOF;
+	}
+	pgsys_row_busy = false;
+	return result == SHM_MQ_SUCCESS ? 0 : EOF;
+}
+#endif
+
 static int
 pgsys_putmessage_holding_cancels(char msgtype, const char *s, size_t len)
 {
 	int			result;
 
 	QueryCancelHoldoffCount++;
-	result = pgsys_inner_methods->putmessage(msgtype, s, len);
+#if PG_VERSION_NUM >= 150000
+	if (pgsys_row_busy || pgsys_rows_broken)
+	{
+		/*
+		 * Sent from inside a row's wait for room (only a FATAL's report can be, and the
+		 * process is ending): the queue holds part of that row, so nothing more can go.
+		 */
+		pgsys_rows_broken = true;
+		result = EOF;
+	}
+	else if (msgtype == 'D' && pgsys_rows_queue != NULL)
+		result = pgsys_put_row(s, len);
+	else
+#endif
+		result = pgsys_inner_methods->putmessage(msgtype, s, len);
 	/* An ERROR (which resets the count) does not come back here. */
 	if (QueryCancelHoldoffCount > 0)
 		QueryCancelHoldoffCount--;
@@ -259,8 +332,14 @@ pgsys_putmessage_holding_cancels(char msgtype, const char *s, size_t len)
 }
 
 void
-pgsys_hold_cancels_while_sending(void)
+pgsys_wrap_mq_output(dsm_segment *seg, shm_mq_handle *queue)
 {
+#if PG_VERSION_NUM >= 150000
+	pgsys_rows_queue = queue;
+	pgsys_row_busy = false;
+	pgsys_rows_broken = false;
+	on_dsm_detach(seg, pgsys_forget_rows_queue, (Datum) 0);
+#endif
 	if (PqCommMethods == &pgsys_held_methods)
 		return;
 	pgsys_inner_methods = PqCommMethods;

@@ -8,6 +8,8 @@
 #include "postgres.h"
 #include "fmgr.h"
 #include "storage/lwlock.h"
+#include "storage/dsm.h"
+#include "storage/shm_mq.h"
 
 /* The module magic block of the major being built (what PG_MODULE_MAGIC would return). */
 extern const Pg_magic_struct *pgsys_module_magic(void);
@@ -72,12 +74,17 @@ extern uint64 pgsys_atomic_fetch_add_u64(volatile pg_atomic_uint64 *ptr, int64 a
 extern void pgsys_atomic_write_u64(volatile pg_atomic_uint64 *ptr, uint64 val);
 
 /*
- * Wraps the current client output methods (after pq_redirect_to_shm_mq) so that a query
- * cancel waits while a protocol message is being sent: an ERROR raised inside pqmq's send
- * would leave it marked busy for the rest of the process, and the next message would
- * detach the queue.
+ * Wraps the current client output methods after pq_redirect_to_shm_mq(seg, queue):
+ * - a query cancel waits while a protocol message is being sent: an ERROR raised inside
+ *   pqmq's send would leave it marked busy for the rest of the process, and the next
+ *   message would detach the queue;
+ * - on PostgreSQL 15 and later, data rows are sent without publishing each one (pqmq
+ *   forces every message out and sets the receiver's latch): the queue publishes them
+ *   when a quarter of its ring is pending or the next other message (which pqmq forces)
+ *   goes out, so a large result does not cost both processes a cache-line exchange and a
+ *   latch per row. Until the segment detaches.
  */
-extern void pgsys_hold_cancels_while_sending(void);
+extern void pgsys_wrap_mq_output(dsm_segment *seg, shm_mq_handle *queue);
 
 /*
  * The settings this session set itself (sources client and session, as pg_settings shows

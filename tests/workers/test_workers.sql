@@ -53,6 +53,7 @@ CREATE FUNCTION "rs_sum_squares_deserialize"(bytea, internal) RETURNS internal A
 CREATE FUNCTION "rs_sum_squares_final"(internal) RETURNS double precision AS 'MODULE_PATHNAME', 'rs_sum_squares_final' LANGUAGE c VOLATILE STRICT PARALLEL SAFE; REVOKE ALL ON FUNCTION "rs_sum_squares_final"(internal) FROM PUBLIC;
 CREATE FUNCTION "rs_sum_squares_serialize"(internal) RETURNS bytea AS 'MODULE_PATHNAME', 'rs_sum_squares_serialize' LANGUAGE c VOLATILE STRICT PARALLEL SAFE; REVOKE ALL ON FUNCTION "rs_sum_squares_serialize"(internal) FROM PUBLIC;
 CREATE FUNCTION "rs_sum_squares_step"(internal, double precision) RETURNS internal AS 'MODULE_PATHNAME', 'rs_sum_squares_step' LANGUAGE c VOLATILE PARALLEL SAFE; REVOKE ALL ON FUNCTION "rs_sum_squares_step"(internal, double precision) FROM PUBLIC;
+CREATE FUNCTION "session_messages"("sql" text) RETURNS text[] AS 'MODULE_PATHNAME', 'session_messages' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "session_run"("sql" text) RETURNS SETOF record AS 'MODULE_PATHNAME', 'session_run' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "session_script"("sqls" text[]) RETURNS SETOF record AS 'MODULE_PATHNAME', 'session_script' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "shmem_bump"("by" bigint) RETURNS bigint[] AS 'MODULE_PATHNAME', 'shmem_bump' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;

@@ -103,7 +103,7 @@ unsafe fn redirect_protocol(
     // SAFETY: the caller's promise.
     guard(|| unsafe {
         pg_sys::pq_redirect_to_shm_mq(segment, queue);
-        pg_sys::pgsys_hold_cancels_while_sending();
+        pg_sys::pgsys_wrap_mq_output(segment, queue);
     })?;
     Ok(())
 }

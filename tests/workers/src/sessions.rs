@@ -103,3 +103,32 @@ bgworker::sql_function! {
         }
     }
 }
+
+bgworker::sql_function! {
+    /// Runs `sql` in a new background session (with a 4 kB reply queue) and returns what
+    /// came back, one line per message in the order it arrived: `row <first column>`,
+    /// `notice <message>`, `error <message>`, `complete <tag>`, `columns`, `ready`.
+    fn session_messages(sql: String) -> Vec<String> {
+        let mut client = Client::launch(SessionWorker::builder(), 4096)?;
+        client.send(&sql)?;
+        let mut seen = Vec::new();
+        while let Some(message) = client.receive()? {
+            seen.push(match Reply::parse(&message)? {
+                Reply::Row(row) => {
+                    let first = row.values().next().flatten().unwrap_or_default();
+                    format!("row {}", String::from_utf8_lossy(first))
+                }
+                Reply::Notice(_, n) => format!("notice {}", n.message),
+                Reply::Error(e) => format!("error {}", e.message),
+                Reply::Complete(tag) => format!("complete {tag}"),
+                Reply::Columns(_) => "columns".into(),
+                Reply::Ready(_) => {
+                    seen.push("ready".into());
+                    break;
+                }
+                Reply::Other(t, _) => format!("other {}", t as char),
+            });
+        }
+        Ok(seen)
+    }
+}
