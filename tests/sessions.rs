@@ -395,3 +395,55 @@ fn rows_notices_and_errors_arrive_in_the_order_they_were_sent() {
     );
     cluster.assert_no_crash();
 }
+
+/// A parallel query's worker NOTICEs reach the session worker (its leader) while the leader
+/// waits for room in its full reply queue. Answering them there, inside a half-sent
+/// message, used to cut the reply off (the caller waited forever) or crash the server
+/// (pqmq detaches the queue it is still sending to). They now wait until the message is
+/// out, and every row and NOTICE arrives.
+#[test]
+fn parallel_workers_notices_wait_while_a_reply_is_half_sent() {
+    let cluster = test_cluster(&[
+        ("max_worker_processes", "16"),
+        ("max_parallel_workers", "8"),
+    ]);
+    let mut client = cluster.connect();
+    client
+        .batch_execute(
+            "CREATE TABLE big AS SELECT g FROM generate_series(1, 50000) g; ANALYZE big; \
+             CREATE FUNCTION noisy(g int) RETURNS int LANGUAGE plpgsql PARALLEL SAFE AS $$ \
+             BEGIN IF g % 5000 = 0 THEN RAISE NOTICE 'at %', g; END IF; RETURN g; END $$; \
+             SET statement_timeout = '60s'",
+        )
+        .unwrap();
+    let sql = "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; \
+               SET min_parallel_table_scan_size = 0; SET max_parallel_workers_per_gather = 2; \
+               SET parallel_leader_participation = off; \
+               SELECT noisy(g) FROM big";
+    for round in 0..3 {
+        let seen: Vec<String> = client
+            .query_one("SELECT session_messages($1)", &[&sql])
+            .unwrap()
+            .get(0);
+        let rows = seen.iter().filter(|m| m.starts_with("row ")).count();
+        let notices = seen.iter().filter(|m| m.starts_with("notice at ")).count();
+        assert_eq!(
+            (rows, notices),
+            (50000, 10),
+            "round {round}: {:?}",
+            &seen[seen.len().saturating_sub(5)..]
+        );
+        assert_eq!(seen.last().map(String::as_str), Some("ready"));
+    }
+    // The query did run in parallel workers: the plan has a Gather.
+    let plan: Vec<String> = client
+        .query_one(
+            "SELECT session_messages('SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; \
+               SET min_parallel_table_scan_size = 0; EXPLAIN SELECT noisy(g) FROM big')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(plan.iter().any(|l| l.contains("Gather")), "{plan:?}");
+    cluster.assert_no_crash();
+}

@@ -27,16 +27,19 @@
 use std::sync::atomic::{AtomicI32, Ordering::SeqCst};
 
 use crate::error::{Error, Result};
-use crate::guard::guard;
 use crate::pg_sys;
 
-/// No process has asked yet (a pid is never 0).
-const NOBODY: i32 = 0;
+/// The process that asked (no pid is 0); a child it forks inherits the handler but is not it.
+static ASKED_BY: AtomicI32 = AtomicI32::new(0);
 
-/// The process that asked; a child it forks inherits the `atexit` handler but is not it.
-static ASKED_BY: AtomicI32 = AtomicI32::new(NOBODY);
-/// The code `proc_exit` was given, once PostgreSQL runs this process's exit callbacks.
-static EXIT_CODE: AtomicI32 = AtomicI32::new(i32::MIN);
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+extern "C" {
+    /// glibc's `on_exit`: like `atexit`, but the handler is given the exit status.
+    fn on_exit(
+        function: extern "C" fn(std::os::raw::c_int, *mut std::os::raw::c_void),
+        arg: *mut std::os::raw::c_void,
+    ) -> std::os::raw::c_int;
+}
 
 /// From now on, when this background worker exits through `proc_exit` (its main function
 /// returned, an ERROR or FATAL ended it, or SIGTERM did), it ends with `_exit` and the same
@@ -44,10 +47,11 @@ static EXIT_CODE: AtomicI32 = AtomicI32::new(i32::MIN);
 /// `atexit` handlers and the destructors of the shared libraries it has loaded.
 ///
 /// Everything PostgreSQL cleans up still happens, in the same order, before the process
-/// ends, and the postmaster sees the same exit code. What is skipped is library teardown
-/// that only frees memory (OpenSSL's cleanup, ICU's, libxml2's). Do not call this in a
-/// worker that loads a library whose exit handler must run, such as a coverage build that
-/// writes its counts at exit. Calling it again in the same process does nothing.
+/// ends, and the postmaster sees the same exit code; C stdio buffers are flushed. What is
+/// skipped is library teardown that only frees memory (OpenSSL's cleanup, ICU's,
+/// libxml2's). Do not call this in a worker that loads a library whose exit handler must
+/// run, such as a coverage build that writes its counts at exit. Calling it again in the
+/// same process does nothing, and so does calling it where the C library is not glibc.
 ///
 /// Returns an error outside a background worker: a backend serves a client, and whoever
 /// wrote its extensions may rely on their exit handlers.
@@ -67,36 +71,34 @@ pub fn skip_library_teardown() -> Result<()> {
     if ASKED_BY.load(SeqCst) == me {
         return Ok(());
     }
-    // The callback is registered first: if the `atexit` registration failed after it, it
-    // would only record a code nobody reads.
-    // SAFETY: `record_exit_code` is a plain function that stores an integer; on_proc_exit
-    // raises an ERROR (caught by guard) when its fixed table of callbacks is full.
-    guard(|| unsafe { pg_sys::on_proc_exit(Some(record_exit_code), 0) })?;
-    // SAFETY: registers a plain function with the C library; this library is never
-    // unloaded (PostgreSQL does not unload libraries), so the function outlives the call.
-    if unsafe { libc::atexit(end_now) } != 0 {
-        return Err(Error::msg("could not register an exit handler"));
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: registers a plain function with the C library; this library is never
+        // unloaded (PostgreSQL does not unload libraries), so the function outlives the call.
+        if unsafe { on_exit(end_now, std::ptr::null_mut()) } != 0 {
+            return Err(Error::msg("could not register an exit handler"));
+        }
     }
     ASKED_BY.store(me, SeqCst);
     Ok(())
 }
 
-/// An `on_proc_exit` callback: PostgreSQL is running this process's exit callbacks.
-unsafe extern "C" fn record_exit_code(code: std::os::raw::c_int, _arg: pg_sys::Datum) {
-    EXIT_CODE.store(code, SeqCst);
-}
-
-/// An `atexit` handler. Handlers run in the reverse order of registration and this one was
+/// An `on_exit` handler. Handlers run in the reverse order of registration and this one was
 /// registered in the worker, after the postmaster's, so it runs before them. It ends the
-/// process only when `proc_exit` (whose callbacks have all run by the time it calls `exit`)
-/// is what is exiting, in the process that asked.
-extern "C" fn end_now() {
-    let code = EXIT_CODE.load(SeqCst);
-    // SAFETY: getpid has no preconditions.
-    let me = unsafe { libc::getpid() };
-    if code != i32::MIN && ASKED_BY.load(SeqCst) == me {
-        // SAFETY: _exit ends the process at once; nothing after this runs, and PostgreSQL
-        // has already released everything it holds in shared memory.
-        unsafe { libc::_exit(code) }
+/// process only when `proc_exit` is what is exiting (which calls `exit` once all its
+/// callbacks have run, with the code of the innermost `proc_exit` if a callback's FATAL
+/// nested one), in the process that asked.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+extern "C" fn end_now(status: std::os::raw::c_int, _arg: *mut std::os::raw::c_void) {
+    // SAFETY: getpid has no preconditions; proc_exit_inprogress is a plain flag of this
+    // process that proc_exit sets before its callbacks run.
+    let (me, in_proc_exit) = unsafe { (libc::getpid(), pg_sys::proc_exit_inprogress) };
+    if in_proc_exit && ASKED_BY.load(SeqCst) == me {
+        // SAFETY: flushing every C stream and ending the process at once; nothing after this
+        // runs, and PostgreSQL has already released everything it holds in shared memory.
+        unsafe {
+            libc::fflush(std::ptr::null_mut());
+            libc::_exit(status)
+        }
     }
 }

@@ -23,7 +23,7 @@
 //! | [`srf`] | `SRF_IS_FIRSTCALL`, materialize mode: `RETURNS SETOF record` |
 //! | [`guard()`] | `PG_TRY`/`PG_CATCH` around one call |
 //! | [`entry`] | `PG_MODULE_MAGIC`, `_PG_init`, panic and error reporting |
-//! | [`exit`] | `proc_exit`, `on_proc_exit`: ending a worker process |
+//! | [`exit`] | `proc_exit`, `atexit`: how a worker process ends |
 //!
 //! A PostgreSQL ERROR becomes an [`Error`] value; a Rust panic or returned error becomes a
 //! PostgreSQL ERROR at the entry point. No `longjmp` skips a Rust destructor.

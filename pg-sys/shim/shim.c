@@ -5,6 +5,7 @@
 
 #include <setjmp.h>
 
+#include "libpq/pqmq.h"
 #include "libpq/pqsignal.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -13,6 +14,7 @@
 #include "storage/lwlock.h"
 #include "storage/dsm.h"
 #include "storage/latch.h"
+#include "storage/procsignal.h"
 #include "storage/shm_mq.h"
 #include "port/atomics.h"
 #include "utils/elog.h"
@@ -245,16 +247,14 @@ typedef struct PgsysCommMethods
 
 extern PGDLLIMPORT const PgsysCommMethods *PqCommMethods;
 
-static PgsysCommMethods pgsys_held_methods;
-static const PgsysCommMethods *pgsys_inner_methods;
+static PgsysCommMethods pgsys_queue_methods;
 
-#if PG_VERSION_NUM >= 150000
-/* The queue the output goes to, for data rows; NULL once its segment is detached. */
-static shm_mq_handle *pgsys_rows_queue;
-/* A data row is part-sent (its send waits for room in the queue). */
-static bool pgsys_row_busy;
-/* Something was sent while a row was part-sent: the stream cannot go on. */
-static bool pgsys_rows_broken;
+/* The queue the output goes to; NULL once its segment is detached. */
+static shm_mq_handle *pgsys_out_queue;
+/* A message is part-sent: its send waits for room in the queue. */
+static bool pgsys_out_busy;
+/* The queue holds part of a message that will never be finished. */
+static bool pgsys_out_broken;
 
 #if PG_VERSION_NUM >= 170000
 #define PGSYS_WAIT_PUT_MESSAGE WAIT_EVENT_MESSAGE_QUEUE_PUT_MESSAGE
@@ -263,89 +263,82 @@ static bool pgsys_rows_broken;
 #endif
 
 static void
-pgsys_forget_rows_queue(dsm_segment *seg, Datum arg)
+pgsys_forget_out_queue(dsm_segment *seg, Datum arg)
 {
-	pgsys_rows_queue = NULL;
+	pgsys_out_queue = NULL;
 }
 
 /*
- * Sends a data row without publishing it: shm_mq publishes the bytes written (and sets the
- * receiver's latch) once a quarter of the ring is pending or a forced send comes, which
- * every other protocol message is (pqmq forces each). As pqmq does, it waits for room
- * without blocking cancels' delivery to the latch, and checks for interrupts (a cancel is
- * held while sending; termination ends the process).
+ * PqCommMethods.putmessage: sends one protocol message to the queue, waiting for room.
+ * While it waits, only what cannot send a message into the part-sent one is done:
+ * termination (a FATAL, whose own report is dropped: the process ends and the receiver sees
+ * it detach) and signal barriers. A cancel waits until the message is out, and messages
+ * from parallel workers until the next interrupt check: pqmq's check here could report one
+ * from inside the send, and its answer (detaching the queue it is still sending to) crashes.
  */
 static int
-pgsys_put_row(const char *s, size_t len)
+pgsys_put_message(char msgtype, const char *s, size_t len)
 {
 	shm_mq_iovec iov[2];
-	char		msgtype = 'D';
 	shm_mq_result result;
 
+	if (pgsys_out_busy || pgsys_out_broken)
+	{
+		pgsys_out_broken = true;
+		return EOF;
+	}
+	/* The segment is gone (late messages of a process that is ending): as pqmq, drop it. */
+	if (pgsys_out_queue == NULL)
+		return 0;
 	iov[0].data = &msgtype;
 	iov[0].len = 1;
 	iov[1].data = s;
 	iov[1].len = len;
-	pgsys_row_busy = true;
+	pgsys_out_busy = true;
 	for (;;)
 	{
-		result = shm_mq_sendv(pgsys_rows_queue, iov, 2, true, false);
+#if PG_VERSION_NUM >= 150000
+		/*
+		 * Data rows are not published one by one (pqmq forces every message out and sets the
+		 * receiver's latch, a cache-line exchange and a wakeup per row): the queue publishes
+		 * them when a quarter of its ring is pending or the next other message goes out.
+		 */
+		result = shm_mq_sendv(pgsys_out_queue, iov, 2, true, msgtype != 'D');
+#else
+		result = shm_mq_sendv(pgsys_out_queue, iov, 2, true);
+#endif
 		if (result != SHM_MQ_WOULD_BLOCK)
 			break;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, 0,
 						 PGSYS_WAIT_PUT_MESSAGE);
 		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		if (pgsys_rows_broken || pgsys_rows_queue == NULL)
-			return EOF;
+		if (ProcDiePending)
+			CHECK_FOR_INTERRUPTS();
+		/* An ERROR here leaves the message part-sent and the output broken. */
+		if (ProcSignalBarrierPending)
+			ProcessProcSignalBarrier();
 	}
-	pgsys_row_busy = false;
+	pgsys_out_busy = false;
 	return result == SHM_MQ_SUCCESS ? 0 : EOF;
-}
-#endif
-
-static int
-pgsys_putmessage_holding_cancels(char msgtype, const char *s, size_t len)
-{
-	int			result;
-
-	QueryCancelHoldoffCount++;
-#if PG_VERSION_NUM >= 150000
-	if (pgsys_row_busy || pgsys_rows_broken)
-	{
-		/*
-		 * Sent from inside a row's wait for room (only a FATAL's report can be, and the
-		 * process is ending): the queue holds part of that row, so nothing more can go.
-		 */
-		pgsys_rows_broken = true;
-		result = EOF;
-	}
-	else if (msgtype == 'D' && pgsys_rows_queue != NULL)
-		result = pgsys_put_row(s, len);
-	else
-#endif
-		result = pgsys_inner_methods->putmessage(msgtype, s, len);
-	/* An ERROR (which resets the count) does not come back here. */
-	if (QueryCancelHoldoffCount > 0)
-		QueryCancelHoldoffCount--;
-	return result;
 }
 
 void
-pgsys_wrap_mq_output(dsm_segment *seg, shm_mq_handle *queue)
+pgsys_send_output_to(dsm_segment *seg, shm_mq_handle *queue)
 {
-#if PG_VERSION_NUM >= 150000
-	pgsys_rows_queue = queue;
-	pgsys_row_busy = false;
-	pgsys_rows_broken = false;
-	on_dsm_detach(seg, pgsys_forget_rows_queue, (Datum) 0);
-#endif
-	if (PqCommMethods == &pgsys_held_methods)
-		return;
-	pgsys_inner_methods = PqCommMethods;
-	pgsys_held_methods = *PqCommMethods;
-	pgsys_held_methods.putmessage = pgsys_putmessage_holding_cancels;
-	PqCommMethods = &pgsys_held_methods;
+	pq_redirect_to_shm_mq(seg, queue);
+	pgsys_out_queue = queue;
+	pgsys_out_busy = false;
+	pgsys_out_broken = false;
+	on_dsm_detach(seg, pgsys_forget_out_queue, (Datum) 0);
+	pgsys_queue_methods = *PqCommMethods;
+	pgsys_queue_methods.putmessage = pgsys_put_message;
+	PqCommMethods = &pgsys_queue_methods;
+}
+
+bool
+pgsys_output_broken(void)
+{
+	return pgsys_out_busy || pgsys_out_broken;
 }
 
 char *

@@ -1,6 +1,7 @@
 /*
  * The C side of pg-sys: what bindgen cannot bind (macros, static inline functions) and the
- * error boundary. Every function here is a thin, policy-free wrapper.
+ * error boundary. Every function here is a thin, policy-free wrapper, but for the output
+ * method pgsys_send_output_to installs, which must be C (see there).
  */
 #ifndef PGSYS_SHIM_H
 #define PGSYS_SHIM_H
@@ -74,17 +75,23 @@ extern uint64 pgsys_atomic_fetch_add_u64(volatile pg_atomic_uint64 *ptr, int64 a
 extern void pgsys_atomic_write_u64(volatile pg_atomic_uint64 *ptr, uint64 val);
 
 /*
- * Wraps the current client output methods after pq_redirect_to_shm_mq(seg, queue):
- * - a query cancel waits while a protocol message is being sent: an ERROR raised inside
- *   pqmq's send would leave it marked busy for the rest of the process, and the next
- *   message would detach the queue;
- * - on PostgreSQL 15 and later, data rows are sent without publishing each one (pqmq
- *   forces every message out and sets the receiver's latch): the queue publishes them
- *   when a quarter of its ring is pending or the next other message (which pqmq forces)
- *   goes out, so a large result does not cost both processes a cache-line exchange and a
- *   latch per row. Until the segment detaches.
+ * pq_redirect_to_shm_mq(seg, queue), with pqmq's putmessage replaced until the segment
+ * detaches (C, because it runs inside PostgreSQL's output path, where an interrupt check may
+ * longjmp). Each protocol message is sent whole or not at all: while a send waits for room,
+ * only termination and signal barriers are processed (pqmq's interrupt check there may
+ * report a parallel worker's message, and its answer to that, detaching the queue it is
+ * still sending to, crashes the process). From PostgreSQL 15, data rows are published a
+ * quarter of the queue at a time instead of one by one (every other message publishes them,
+ * in order).
  */
-extern void pgsys_wrap_mq_output(dsm_segment *seg, shm_mq_handle *queue);
+extern void pgsys_send_output_to(dsm_segment *seg, shm_mq_handle *queue);
+
+/*
+ * Whether the output queue holds part of a message that will never be finished (an ERROR
+ * while it was sent): nothing more can go to that queue, whose receiver must be told by
+ * detaching it.
+ */
+extern bool pgsys_output_broken(void);
 
 /*
  * The settings this session set itself (sources client and session, as pg_settings shows

@@ -89,8 +89,8 @@ pub fn redirect_output(segment: &'static Segment, offset: usize) -> Result<Sessi
     })
 }
 
-/// Sends this process's protocol messages into `queue` from now on, a query cancel waiting
-/// while a message is being sent (see the shim).
+/// Sends this process's protocol messages into `queue` from now on, each whole or not at
+/// all, data rows a quarter of the queue at a time (the shim's `pgsys_send_output_to`).
 ///
 /// # Safety
 /// `queue` is an attached queue handle of `segment`, and stays valid until the redirection
@@ -101,10 +101,7 @@ unsafe fn redirect_protocol(
     queue: *mut pg_sys::shm_mq_handle,
 ) -> Result<()> {
     // SAFETY: the caller's promise.
-    guard(|| unsafe {
-        pg_sys::pq_redirect_to_shm_mq(segment, queue);
-        pg_sys::pgsys_wrap_mq_output(segment, queue);
-    })?;
+    guard(|| unsafe { pg_sys::pgsys_send_output_to(segment, queue) })?;
     Ok(())
 }
 
@@ -374,6 +371,14 @@ fn run_numbered<'t>(
     control.running.store(0, SeqCst);
     control.done.store(number, SeqCst);
     control.client.wake();
+    // SAFETY: reads a flag of this process's output method.
+    if unsafe { pg_sys::pgsys_output_broken() } {
+        // Part of a reply will never be finished: the job ends, and its client sees the
+        // queue detach (a lost worker) instead of waiting for the rest.
+        return Err(Error::msg(
+            "a reply was cut off while it was being sent; the session ends",
+        ));
+    }
     outcome
 }
 
