@@ -19,6 +19,7 @@
 #include "port/atomics.h"
 #include "utils/elog.h"
 #include "utils/memutils.h"
+#include "access/parallel.h"
 #include "access/tupdesc.h"
 #include "utils/memutils.h"
 
@@ -270,11 +271,11 @@ pgsys_forget_out_queue(dsm_segment *seg, Datum arg)
 
 /*
  * PqCommMethods.putmessage: sends one protocol message to the queue, waiting for room.
- * While it waits, only what cannot send a message into the part-sent one is done:
- * termination (a FATAL, whose own report is dropped: the process ends and the receiver sees
- * it detach) and signal barriers. A cancel waits until the message is out, and messages
- * from parallel workers until the next interrupt check: pqmq's check here could report one
- * from inside the send, and its answer (detaching the queue it is still sending to) crashes.
+ * While it waits, interrupts are processed but for a cancel, which waits until the message
+ * is out, and parallel workers' messages, which wait for the next interrupt check: pqmq's
+ * check here could report one from inside the send, and its answer to that (detaching the
+ * queue it is still sending to) crashes. A FATAL's own report is dropped (the process ends
+ * and the receiver sees it detach).
  */
 static int
 pgsys_put_message(char msgtype, const char *s, size_t len)
@@ -312,11 +313,33 @@ pgsys_put_message(char msgtype, const char *s, size_t len)
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, 0,
 						 PGSYS_WAIT_PUT_MESSAGE);
 		ResetLatch(MyLatch);
-		if (ProcDiePending)
-			CHECK_FOR_INTERRUPTS();
-		/* An ERROR here leaves the message part-sent and the output broken. */
-		if (ProcSignalBarrierPending)
-			ProcessProcSignalBarrier();
+		if (InterruptPending)
+		{
+			/*
+			 * Everything but a cancel (held, as a backend's while it writes to its client)
+			 * and parallel workers' messages (left pending for the next check): an ERROR
+			 * here leaves the message part-sent and the output broken.
+			 */
+			bool		parallel = ParallelMessagePending;
+
+			ParallelMessagePending = false;
+			QueryCancelHoldoffCount++;
+			PG_TRY();
+			{
+				CHECK_FOR_INTERRUPTS();
+			}
+			PG_FINALLY();
+			{
+				if (QueryCancelHoldoffCount > 0)
+					QueryCancelHoldoffCount--;
+				if (parallel)
+				{
+					ParallelMessagePending = true;
+					InterruptPending = true;
+				}
+			}
+			PG_END_TRY();
+		}
 	}
 	pgsys_out_busy = false;
 	return result == SHM_MQ_SUCCESS ? 0 : EOF;
@@ -333,6 +356,12 @@ pgsys_send_output_to(dsm_segment *seg, shm_mq_handle *queue)
 	pgsys_queue_methods = *PqCommMethods;
 	pgsys_queue_methods.putmessage = pgsys_put_message;
 	PqCommMethods = &pgsys_queue_methods;
+}
+
+void
+pgsys_stop_output(void)
+{
+	pgsys_out_queue = NULL;
 }
 
 bool

@@ -86,6 +86,9 @@ extern void pgsys_atomic_write_u64(volatile pg_atomic_uint64 *ptr, uint64 val);
  */
 extern void pgsys_send_output_to(dsm_segment *seg, shm_mq_handle *queue);
 
+/* Output goes nowhere from now on (its queue handle is about to be detached). */
+extern void pgsys_stop_output(void);
+
 /*
  * Whether the output queue holds part of a message that will never be finished (an ERROR
  * while it was sent): nothing more can go to that queue, whose receiver must be told by

@@ -269,6 +269,14 @@ fn finish(failure: Option<&PgError>) -> Result<bool> {
         };
         pg_sys::pgstat_report_activity(state, std::ptr::null())
     })?;
+    // SAFETY: reads a flag of this process's output method.
+    if unsafe { pg_sys::pgsys_output_broken() } {
+        // Part of the reply will never be finished (an ERROR while it was being sent): the
+        // session must end, so that its client sees the queue detach instead of waiting.
+        return Err(Error::msg(
+            "a reply was cut off while it was being sent; the session ends",
+        ));
+    }
     Ok(failure.is_none())
 }
 
@@ -371,14 +379,6 @@ fn run_numbered<'t>(
     control.running.store(0, SeqCst);
     control.done.store(number, SeqCst);
     control.client.wake();
-    // SAFETY: reads a flag of this process's output method.
-    if unsafe { pg_sys::pgsys_output_broken() } {
-        // Part of a reply will never be finished: the job ends, and its client sees the
-        // queue detach (a lost worker) instead of waiting for the rest.
-        return Err(Error::msg(
-            "a reply was cut off while it was being sent; the session ends",
-        ));
-    }
     outcome
 }
 
@@ -861,6 +861,11 @@ impl Client {
     }
 
     /// The next reply message, waiting for it; `None` when the worker has gone.
+    ///
+    /// Data rows arrive a quarter of the reply queue at a time: the worker publishes them
+    /// when that much is pending or when it sends any other message (a statement's end, a
+    /// NOTICE, an ERROR). A statement that returns a few rows and then runs on for a while
+    /// shows them when it ends.
     pub fn receive(&mut self) -> Result<Option<Vec<u8>>> {
         match self.read_ahead.pop_front() {
             Some(message) => Ok(Some(message)),

@@ -268,10 +268,12 @@ impl Job {
     /// Ends the redirection to this job's queue: output goes nowhere until the next job.
     pub(crate) fn stop_output(&mut self) {
         control::clear_serving();
-        // SAFETY: a plain global of this process: no more protocol messages go out, so the
-        // queue handle is not used between dropping it here and the segment's detach
-        // (whose callback forgets it).
-        unsafe { pg_sys::whereToSendOutput = pg_sys::CommandDest_DestNone };
+        // SAFETY: plain globals of this process: no more protocol messages go out, and the
+        // output method forgets the queue handle dropped here.
+        unsafe {
+            pg_sys::whereToSendOutput = pg_sys::CommandDest_DestNone;
+            pg_sys::pgsys_stop_output();
+        }
         self.output = None;
     }
 }
