@@ -23,10 +23,8 @@ pub fn register() -> Result<()> {
 
 extern "C" fn log_exit() {
     // SAFETY: getpid has no preconditions.
-    let line = format!(
-        "test_workers: C exit handlers ran in process [{}]\n",
-        unsafe { libc::getpid() }
-    );
+    let pid = unsafe { libc::getpid() };
+    let line = format!("test_workers: C exit handlers ran in process [{pid}]\n");
     // SAFETY: writes a valid buffer to the server log (stderr); a short write only loses
     // part of a line.
     unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
