@@ -678,3 +678,75 @@ fn a_caller_setting_the_worker_cannot_take_fails_every_string_until_it_applies()
         .unwrap();
     cluster.assert_no_crash();
 }
+
+/// A worker blocked sending a result nobody reads still takes the interrupts that end a
+/// session: `pg_terminate_backend` on every major, and on 17 and later `transaction_timeout`
+/// (which, unlike termination, a worker waiting for room in its queue used to ignore).
+#[test]
+fn a_worker_blocked_on_an_unread_result_still_ends_when_its_session_must() {
+    let cluster = cluster();
+    let mut alice = connect_as(&cluster, "alice");
+    let mut admin = cluster.connect();
+    let million = "SELECT g FROM generate_series(1, 1000000) g";
+    let blocked = |admin: &mut postgres::Client, pid: i32| {
+        cluster.poll(Duration::from_secs(10), || {
+            admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity \
+                      WHERE pid = $1 AND wait_event = 'MessageQueuePutMessage'",
+                    &[&pid],
+                )
+                .unwrap()
+                .get::<_, i64>(0)
+                == 1
+        })
+    };
+    let gone = |admin: &mut postgres::Client, pid: i32, within: u64| {
+        cluster.poll(Duration::from_secs(within), || {
+            admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                    &[&pid],
+                )
+                .unwrap()
+                .get::<_, i64>(0)
+                == 0
+        })
+    };
+
+    let (pid, _) = launch(&mut alice, million);
+    assert!(
+        blocked(&mut admin, pid),
+        "the worker did not fill its queue"
+    );
+    admin
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap();
+    assert!(gone(&mut admin, pid, 10), "a terminated worker stayed");
+
+    let version: i32 = admin
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .unwrap()
+        .get(0);
+    if version >= 170000 {
+        alice
+            .batch_execute("SET transaction_timeout = '1s'")
+            .unwrap();
+        let (pid, _) = launch(&mut alice, million);
+        assert!(
+            blocked(&mut admin, pid),
+            "the worker did not fill its queue"
+        );
+        assert!(
+            gone(&mut admin, pid, 15),
+            "a worker past its transaction_timeout stayed:\n{}",
+            cluster.log()
+        );
+        assert!(
+            cluster.log_count("transaction timeout") > 0,
+            "{}",
+            cluster.log()
+        );
+    }
+    cluster.assert_no_crash();
+}
