@@ -9,21 +9,31 @@ use postgres::Client;
 
 use super::median;
 
-/// Seconds per call of `sql`, run `calls` times, median of `rounds` rounds.
-fn per_call(client: &mut Client, sql: &str, calls: usize, rounds: usize) -> f64 {
-    let statement = client.prepare(sql).unwrap();
-    client.query(&statement, &[]).unwrap(); // warm-up
-    median(
-        (0..rounds)
-            .map(|_| {
-                let start = Instant::now();
-                for _ in 0..calls {
-                    client.query(&statement, &[]).unwrap();
-                }
-                start.elapsed().as_secs_f64() / calls as f64
-            })
-            .collect(),
-    )
+/// Seconds per call of `ours` and of `peer`, each run `calls` times per round: the median
+/// of `rounds` rounds, alternating between the two so that both see the same machine.
+fn per_call(
+    client: &mut Client,
+    ours: &str,
+    peer: &str,
+    calls: usize,
+    rounds: usize,
+) -> (f64, f64) {
+    let statements = [client.prepare(ours).unwrap(), client.prepare(peer).unwrap()];
+    for statement in &statements {
+        client.query(statement, &[]).unwrap(); // warm-up
+    }
+    let mut times = [Vec::new(), Vec::new()];
+    for _ in 0..rounds {
+        for (statement, times) in statements.iter().zip(times.iter_mut()) {
+            let start = Instant::now();
+            for _ in 0..calls {
+                client.query(statement, &[]).unwrap();
+            }
+            times.push(start.elapsed().as_secs_f64() / calls as f64);
+        }
+    }
+    let [ours, peer] = times;
+    (median(ours), median(peer))
 }
 
 fn set_pool(client: &mut Client, workers: &str) {
@@ -56,19 +66,17 @@ pub fn run(rounds: usize) {
         .unwrap();
 
     println!("## background against dblink\n");
-    println!("Median of {rounds} rounds, one client, in the same run.\n");
+    println!(
+        "Median of {rounds} rounds, alternating between the two, one client, in the same run.\n"
+    );
     println!("| what | background | dblink | ratio (target ≤ 1.0) |");
     println!("|---|---|---|---|");
 
-    let ours = per_call(
+    let kept = "SELECT * FROM dblink('kept', 'SELECT 1') AS (x int)";
+    let (ours, peer) = per_call(
         &mut client,
         "SELECT * FROM pg_background_result(pg_background_launch('SELECT 1')) AS (x int)",
-        2000,
-        rounds,
-    );
-    let peer = per_call(
-        &mut client,
-        "SELECT * FROM dblink('kept', 'SELECT 1') AS (x int)",
+        kept,
         2000,
         rounds,
     );
@@ -94,12 +102,13 @@ pub fn run(rounds: usize) {
             &[&pid, &cookie],
         )
         .unwrap();
-    let held = per_call(
+    let (held, peer) = per_call(
         &mut client,
         &format!(
             "SELECT pg_background_run_v2({pid}, {cookie}, 'SELECT 1'), \
                (SELECT x FROM pg_background_result_v2({pid}, {cookie}) AS (x int))"
         ),
+        kept,
         2000,
         rounds,
     );
@@ -117,15 +126,10 @@ pub fn run(rounds: usize) {
     fresh_against_new_connection(&mut client, &conninfo, rounds, "not preloaded");
     set_pool(&mut client, "8");
 
-    let rows = per_call(
+    let (rows, peer_rows) = per_call(
         &mut client,
         "SELECT count(*) FROM pg_background_result(pg_background_launch( \
            'SELECT g FROM generate_series(1, 1000000) g')) AS (g int)",
-        1,
-        rounds,
-    );
-    let peer_rows = per_call(
-        &mut client,
         "SELECT count(*) FROM dblink('kept', 'SELECT g FROM generate_series(1, 1000000) g') AS (g int)",
         1,
         rounds,
@@ -183,14 +187,9 @@ pub fn run(rounds: usize) {
 
 /// A job on a fresh worker (the pool off) against a dblink query on a new connection.
 fn fresh_against_new_connection(client: &mut Client, conninfo: &str, rounds: usize, how: &str) {
-    let fresh = per_call(
+    let (fresh, new_connection) = per_call(
         client,
         "SELECT * FROM pg_background_result(pg_background_launch('SELECT 1')) AS (x int)",
-        100,
-        rounds,
-    );
-    let new_connection = per_call(
-        client,
         &format!("SELECT * FROM dblink('{conninfo}', 'SELECT 1') AS (x int)"),
         100,
         rounds,

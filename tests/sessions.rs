@@ -352,7 +352,8 @@ fn a_session_worker_ends_after_postgres_cleanup_without_library_teardown() {
 
 /// Rows, the NOTICEs raised between them and an ERROR after them arrive in the order the
 /// worker sent them, through a queue much smaller than the result, although a worker
-/// publishes rows a quarter of the queue at a time and every other message at once.
+/// publishes results (row descriptions, rows, command tags) a quarter of the queue at a time
+/// and every other message at once.
 #[test]
 fn rows_notices_and_errors_arrive_in_the_order_they_were_sent() {
     let cluster = test_cluster(&[]);

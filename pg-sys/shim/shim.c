@@ -300,11 +300,16 @@ pgsys_put_message(char msgtype, const char *s, size_t len)
 	{
 #if PG_VERSION_NUM >= 150000
 		/*
-		 * Data rows are not published one by one (pqmq forces every message out and sets the
-		 * receiver's latch, a cache-line exchange and a wakeup per row): the queue publishes
-		 * them when a quarter of its ring is pending or the next other message goes out.
+		 * A result (row description, data rows, command tag) is not published message by
+		 * message (pqmq forces every message out and sets the receiver's latch: a cache-line
+		 * exchange and a wakeup each, and a reader woken for the row description of a short
+		 * result waits again for its rows): the queue publishes it when a quarter of its
+		 * ring is pending or the next other message goes out (ReadyForQuery, a NOTICE, an
+		 * ERROR), as a backend's output buffer goes to its client when full or at those
+		 * messages.
 		 */
-		result = shm_mq_sendv(pgsys_out_queue, iov, 2, true, msgtype != 'D');
+		result = shm_mq_sendv(pgsys_out_queue, iov, 2, true,
+							  msgtype != 'T' && msgtype != 'D' && msgtype != 'C');
 #else
 		result = shm_mq_sendv(pgsys_out_queue, iov, 2, true);
 #endif

@@ -90,7 +90,8 @@ pub fn redirect_output(segment: &'static Segment, offset: usize) -> Result<Sessi
 }
 
 /// Sends this process's protocol messages into `queue` from now on, each whole or not at
-/// all, data rows a quarter of the queue at a time (the shim's `pgsys_send_output_to`).
+/// all; a statement's result (row description, rows, command tag) goes out a quarter of the
+/// queue at a time, every other message at once (the shim's `pgsys_send_output_to`).
 ///
 /// # Safety
 /// `queue` is an attached queue handle of `segment`, and stays valid until the redirection
@@ -862,10 +863,12 @@ impl Client {
 
     /// The next reply message, waiting for it; `None` when the worker has gone.
     ///
-    /// Data rows arrive a quarter of the reply queue at a time: the worker publishes them
-    /// when that much is pending or when it sends any other message (a statement's end, a
-    /// NOTICE, an ERROR). A statement that returns a few rows and then runs on for a while
-    /// shows them when it ends.
+    /// A statement's result (its row description, rows and command tag) arrives a quarter
+    /// of the reply queue at a time: the worker publishes it when that much is pending or
+    /// when it sends any other message (the string's end, a NOTICE, an ERROR), as a
+    /// backend's output reaches its client when its buffer fills or at those messages. A
+    /// statement that returns a few rows and then runs on for a while shows them when it
+    /// ends.
     pub fn receive(&mut self) -> Result<Option<Vec<u8>>> {
         match self.read_ahead.pop_front() {
             Some(message) => Ok(Some(message)),
