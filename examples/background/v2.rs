@@ -116,8 +116,8 @@ bgworker::table_type! {
 bgworker::sql_function! {
     /// The columns of the next unread string's result, without reading it (waits until
     /// they arrive: when its statement ends, or once its rows fill a quarter of the queue);
-    /// no rows when it returns none (only commands, or it
-    /// failed first: see `pg_background_error_v2`).
+    /// no rows when it returns none (only commands, or it failed first: see
+    /// `pg_background_error_v2`).
     fn pg_background_describe_v2(pid: i32, cookie: i64) -> Columns {
         let mut rows = RecordSet::for_current_call()?;
         let columns = jobs::using(pid, Some(cookie), |job| {

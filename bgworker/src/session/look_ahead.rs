@@ -27,8 +27,9 @@ impl Client {
     /// The columns of the next unread string's first result set, without reading its
     /// rows (they stay for [`Client::forward`]): waits until the description arrives,
     /// which is when the statement ends or a quarter of the reply queue fills with its
-    /// result (see [`Client::receive`]). `None` when the string returns no rows: it ran only commands, or failed
-    /// first (see [`Client::error`]); a worker that went away first is an ERROR.
+    /// result (see [`Client::receive`]). `None` when the string returns no rows: it ran
+    /// only commands, or failed first (see [`Client::error`]); a worker that went away
+    /// first is an ERROR.
     ///
     /// ```no_run
     /// # fn f(client: &mut bgworker::session::Client) -> bgworker::Result<()> {
