@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use bgworker_tests::{
-    code, connect_as, example, message, run_extension_script, status_kb, Cluster,
+    code, connect_as, example, message, run_extension_script, status_kb, test_functions,
+    test_workers, Cluster,
 };
 
 fn cluster(settings: &[(&str, &str)]) -> Cluster {
@@ -677,5 +678,46 @@ fn a_worker_that_cannot_take_its_callers_role_reports_the_error() {
             message(&e)
         );
     }
+    cluster.assert_no_crash();
+}
+
+/// A library upgraded while the server runs meets what the older build left in shared
+/// memory under the pool's name (here: another layout under the name the pool had before
+/// it carried its layout). Its pool is its own: jobs still go to pooled workers instead of
+/// every launch failing until a restart.
+#[test]
+fn a_pool_left_in_shared_memory_by_another_build_does_not_stop_the_pool() {
+    let cluster = Cluster::builder()
+        .preload(test_workers())
+        .library(example("background"))
+        .setting("max_worker_processes", "16")
+        .start();
+    let mut client = cluster.connect();
+    client.batch_execute(&test_functions()).unwrap();
+    run_extension_script(&mut client, "background");
+    let occupied: bool = client
+        .query_one("SELECT occupy_old_pool_name()", &[])
+        .unwrap()
+        .get(0);
+    assert!(occupied);
+    let served_by = |client: &mut postgres::Client| -> i32 {
+        client
+            .query_one(
+                "SELECT * FROM pg_background_result(pg_background_launch('SELECT pg_backend_pid()')) AS (p int)",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let mut pids = vec![served_by(&mut client), served_by(&mut client)];
+    pids.dedup();
+    let pooled: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_background_jobs WHERE pid = ANY($1)",
+            &[&pids],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(pooled, pids.len() as i64, "pooled workers served {pids:?}");
     cluster.assert_no_crash();
 }

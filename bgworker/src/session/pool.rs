@@ -148,7 +148,9 @@ crate::plain_struct! {
     }
 }
 
-static POOL: Shared<SpinLocked<Pool>> = Shared::new(c"bgworker session pool", || {
+// Per layout: a newer build of the library, loaded while an older one's pool exists (an
+// upgrade without a restart), keeps its own pool instead of failing every pooled launch.
+static POOL: Shared<SpinLocked<Pool>> = Shared::per_layout(c"bgworker session pool", || {
     SpinLocked::new(Pool {
         slots: std::array::from_fn(|_| Slot {
             state: FREE,

@@ -24,7 +24,8 @@
 //! SQL (SPI, transactions) is refused while a guard is alive, as C code must not run queries
 //! while holding an LWLock. Two structures must not share a name: the second request is
 //! refused, and a structure another library created under the name with another type is
-//! refused when attaching.
+//! refused when attaching ([`Shared::per_layout`] gives each layout a copy of its own
+//! instead, for a library upgraded while the server runs).
 //!
 //! ```no_run
 //! use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,10 +49,10 @@ mod spin;
 pub use spin::{SpinGuard, SpinLocked};
 
 use std::cell::Cell;
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{self, AtomicPtr, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::guard::guard;
@@ -153,7 +154,7 @@ macro_rules! plain_struct {
 /// What the startup hook does for one request.
 trait Attach: Sync {
     fn size(&self) -> usize;
-    fn name(&self) -> &'static CStr;
+    fn name(&self) -> &CStr;
     fn lock_tranche(&self) -> Option<&'static CStr>;
     /// Called with `AddinShmemInitLock` held; `found` says whether it already existed.
     ///
@@ -314,6 +315,10 @@ fn check_alignment<T>() -> Result<()> {
 /// ```
 pub struct Shared<T: 'static> {
     name: &'static CStr,
+    /// Whether the name in shared memory carries `T`'s layout ([`Shared::per_layout`]).
+    per_layout: bool,
+    /// That name, made once per process.
+    layout_name: OnceLock<CString>,
     init: fn() -> T,
     ptr: AtomicPtr<T>,
 }
@@ -323,9 +328,45 @@ impl<T: PlainData> Shared<T> {
     pub const fn new(name: &'static CStr, init: fn() -> T) -> Shared<T> {
         Shared {
             name,
+            per_layout: false,
+            layout_name: OnceLock::new(),
             init,
             ptr: AtomicPtr::new(std::ptr::null_mut()),
         }
+    }
+
+    /// Declares a structure of which each layout of `T` gets its own copy: a build of the
+    /// library whose `T` differs (a newer version, loaded while the server runs and an
+    /// older one's copy exists) uses a copy of its own, where [`Shared::new`]'s would be
+    /// refused with an ERROR until the server restarts. For state that processes running
+    /// different builds need not share, such as a pool of workers that each build starts
+    /// itself. The name in shared memory is `name`'s first 28 characters and a hash of
+    /// `name` and `T`'s type and size.
+    ///
+    /// ```no_run
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// static SLOTS: bgworker::shmem::Shared<[AtomicU64; 8]> =
+    ///     bgworker::shmem::Shared::per_layout(c"my_ext slots", Default::default);
+    /// SLOTS.attach_late()?[0].fetch_add(1, Ordering::Relaxed);
+    /// # Ok::<(), bgworker::Error>(())
+    /// ```
+    pub const fn per_layout(name: &'static CStr, init: fn() -> T) -> Shared<T> {
+        let mut shared = Shared::new(name, init);
+        shared.per_layout = true;
+        shared
+    }
+
+    /// The name in PostgreSQL's index of shared memory (at most 47 bytes are kept there).
+    fn shmem_name(&self) -> &CStr {
+        if !self.per_layout {
+            return self.name;
+        }
+        self.layout_name.get_or_init(|| {
+            let name = self.name.to_string_lossy();
+            let prefix: String = name.chars().take(28).collect();
+            let hash = fnv1a(&format!("{name} {}", layout_of::<T>(false)));
+            CString::new(format!("{prefix} {hash:016x}")).expect("no NUL in a CStr's text")
+        })
     }
 
     /// Requests the space; call from `_PG_init` while preloading.
@@ -349,7 +390,7 @@ impl<T: PlainData> Shared<T> {
     pub fn attach_late(&self) -> Result<&T> {
         check_alignment::<T>()?;
         if self.ptr.load(Ordering::Acquire).is_null() {
-            let (name, size) = (self.name.as_ptr(), self.size());
+            let (name, size) = (self.shmem_name().as_ptr(), self.size());
             // SAFETY: the documented lock for initialising add-in shared memory.
             let lock = unsafe { pg_sys::pgsys_addin_shmem_init_lock() };
             // SAFETY: taking that lock, released below.
@@ -405,12 +446,20 @@ const MAGIC: u64 = 0x6267_776b_7368_6d31; // "bgwkshm1"
 
 /// A fingerprint of `T` (its name and size) and of whether a lock guards it.
 fn kind_of<T>(locked: bool) -> u64 {
-    let text = format!(
+    fnv1a(&layout_of::<T>(locked))
+}
+
+/// `T`'s type and size, and whether a lock guards it.
+fn layout_of<T>(locked: bool) -> String {
+    format!(
         "{} {} {locked}",
         std::any::type_name::<T>(),
         std::mem::size_of::<T>()
-    );
-    // FNV-1a: stable across processes and builds of the same code.
+    )
+}
+
+/// FNV-1a: stable across processes and builds of the same code.
+fn fnv1a(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
     })
@@ -453,8 +502,8 @@ impl<T: PlainData> Attach for Shared<T> {
     fn size(&self) -> usize {
         HEADER + std::mem::size_of::<T>().max(1)
     }
-    fn name(&self) -> &'static CStr {
-        self.name
+    fn name(&self) -> &CStr {
+        self.shmem_name()
     }
     fn lock_tranche(&self) -> Option<&'static CStr> {
         None
@@ -614,7 +663,7 @@ impl<T: PlainData> Attach for SharedLock<T> {
     fn size(&self) -> usize {
         self.data.size()
     }
-    fn name(&self) -> &'static CStr {
+    fn name(&self) -> &CStr {
         self.data.name
     }
     fn lock_tranche(&self) -> Option<&'static CStr> {

@@ -20,11 +20,22 @@ static REMEMBERED: Shared<WakerSlot> =
 static WAKE_CALLS: Shared<AtomicU64> =
     Shared::new(c"test_workers wake calls", || AtomicU64::new(0));
 
+/// What a build of bgworker from before the session pool's name carried its layout left
+/// in shared memory: another layout under the pool's plain name.
+static OLD_POOL: Shared<[u64; 3]> = Shared::new(c"bgworker session pool", || [0; 3]);
+
 pub fn request() -> Result<()> {
     ATOMIC_HITS.request()?;
     LOCKED_HITS.request()?;
     REMEMBERED.request()?;
     WAKE_CALLS.request()
+}
+
+bgworker::sql_function! {
+    /// Creates, in the spare shared memory, what an older build left under the pool's name.
+    fn occupy_old_pool_name() -> bool {
+        OLD_POOL.attach_late().map(|_| true)
+    }
 }
 
 bgworker::sql_function! {
