@@ -721,3 +721,54 @@ fn a_pool_left_in_shared_memory_by_another_build_does_not_stop_the_pool() {
     assert_eq!(pooled, pids.len() as i64, "pooled workers served {pids:?}");
     cluster.assert_no_crash();
 }
+
+/// A pooled worker started by a backend of another build of the library (which keeps a pool
+/// of its own, see the test above) runs this build's code, as every new process loads the
+/// library file as it is now: it refuses to take a slot of this pool, whose jobs may belong
+/// to other roles, and the pool goes on serving.
+#[test]
+fn a_pooled_worker_started_for_another_builds_pool_takes_no_slot_of_this_one() {
+    let cluster = Cluster::builder()
+        .library(example("background"))
+        .library(test_workers())
+        .setting("max_worker_processes", "16")
+        .start();
+    let mut client = cluster.connect();
+    run_extension_script(&mut client, "background");
+    client.batch_execute(&test_functions()).unwrap();
+    client.batch_execute("CREATE ROLE alice LOGIN").unwrap();
+    let served_by = |client: &mut postgres::Client| -> i32 {
+        client
+            .query_one(
+                "SELECT * FROM pg_background_result(pg_background_launch('SELECT pg_backend_pid()')) AS (p int)",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    served_by(&mut client);
+    let pid: i32 = client
+        .query_one(
+            "SELECT start_pooled_worker_of_another_pool( \
+               (SELECT oid FROM pg_database WHERE datname = current_database()), \
+               'alice'::regrole)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(pid > 0);
+    cluster.wait_for_log(
+        "this pooled worker was started for another build's pool",
+        Duration::from_secs(20),
+    );
+    let alice_slots: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_background_jobs WHERE role = 'alice'::regrole",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(alice_slots, 0, "the worker took no slot");
+    served_by(&mut client);
+    cluster.assert_no_crash();
+}

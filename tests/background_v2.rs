@@ -750,3 +750,59 @@ fn a_worker_blocked_on_an_unread_result_still_ends_when_its_session_must() {
     }
     cluster.assert_no_crash();
 }
+
+/// A statement that is not the last of its string has its result published when it ends:
+/// the caller reads its columns while a later statement still runs (here it waits for a
+/// lock the caller holds, so a caller that waited for the whole string would wait for
+/// itself until its statement_timeout).
+#[test]
+fn a_statements_result_is_published_when_it_ends_before_the_rest_of_its_string() {
+    let cluster = cluster();
+    let mut client = cluster.connect();
+    client
+        .batch_execute("SELECT pg_advisory_lock(42); SET statement_timeout = '10s'")
+        .unwrap();
+    let (pid, cookie) = launch(
+        &mut client,
+        "SELECT 7 AS seven; SELECT pg_advisory_lock(42)",
+    );
+    let columns: Vec<String> = client
+        .query(
+            "SELECT column_name FROM pg_background_describe_v2($1, $2)",
+            &[&pid, &cookie],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(columns, vec!["seven".to_string()]);
+    // It goes on to the second statement, which waits for the lock.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: bool = client
+            .query_one(
+                "SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'advisory'",
+                &[&pid],
+            )
+            .unwrap()
+            .get(0);
+        if waiting {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job's second statement never waited for the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    client
+        .batch_execute("RESET statement_timeout; SELECT pg_advisory_unlock(42)")
+        .unwrap();
+    client
+        .execute("SELECT pg_background_wait_v2($1, $2)", &[&pid, &cookie])
+        .unwrap();
+    client
+        .execute("SELECT pg_background_detach_v2($1, $2)", &[&pid, &cookie])
+        .unwrap();
+    cluster.assert_no_crash();
+}

@@ -213,11 +213,15 @@ pub fn unguessable_u64() -> Result<u64> {
     let buf = bytes.as_mut_ptr();
     // The kernel's source directly: pg_strong_random goes through OpenSSL's generator,
     // which costs a job launch several microseconds more. Eight bytes come whole or not
-    // at all once the pool is initialised (getrandom(2)).
-    // SAFETY: writes at most 8 bytes into `bytes`.
-    let got = unsafe { libc::getrandom(buf.cast(), bytes.len(), 0) };
-    if got == bytes.len() as isize {
-        return Ok(u64::from_ne_bytes(bytes));
+    // at all once the pool is initialised (getrandom(2)); the system call itself, as
+    // glibc's wrapper is newer than some systems PostgreSQL runs on.
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: the kernel writes at most 8 bytes into `bytes`.
+        let got = unsafe { libc::syscall(libc::SYS_getrandom, buf, bytes.len(), 0) };
+        if got == bytes.len() as libc::c_long {
+            return Ok(u64::from_ne_bytes(bytes));
+        }
     }
     // SAFETY: writes 8 bytes into `bytes`.
     if !unsafe { pg_sys::pg_strong_random(buf.cast(), 8) } {

@@ -256,6 +256,8 @@ static shm_mq_handle *pgsys_out_queue;
 static bool pgsys_out_busy;
 /* The queue holds part of a message that will never be finished. */
 static bool pgsys_out_broken;
+/* The next command tag publishes the result before it (pgsys_publish_next_tag). */
+static bool pgsys_out_publish_tag;
 
 #if PG_VERSION_NUM >= 170000
 #define PGSYS_WAIT_PUT_MESSAGE WAIT_EVENT_MESSAGE_QUEUE_PUT_MESSAGE
@@ -304,12 +306,13 @@ pgsys_put_message(char msgtype, const char *s, size_t len)
 		 * message (pqmq forces every message out and sets the receiver's latch: a cache-line
 		 * exchange and a wakeup each, and a reader woken for the row description of a short
 		 * result waits again for its rows): the queue publishes it when a quarter of its
-		 * ring is pending or the next other message goes out (ReadyForQuery, a NOTICE, an
-		 * ERROR), as a backend's output buffer goes to its client when full or at those
-		 * messages.
+		 * ring is pending, when the next other message goes out (ReadyForQuery, a NOTICE,
+		 * an ERROR), as a backend's output buffer goes to its client when full or at those
+		 * messages, and at the tag of a statement that is not its string's last.
 		 */
 		result = shm_mq_sendv(pgsys_out_queue, iov, 2, true,
-							  msgtype != 'T' && msgtype != 'D' && msgtype != 'C');
+							  (msgtype != 'T' && msgtype != 'D' && msgtype != 'C') ||
+							  (msgtype == 'C' && pgsys_out_publish_tag));
 #else
 		result = shm_mq_sendv(pgsys_out_queue, iov, 2, true);
 #endif
@@ -361,6 +364,12 @@ pgsys_send_output_to(dsm_segment *seg, shm_mq_handle *queue)
 	pgsys_queue_methods = *PqCommMethods;
 	pgsys_queue_methods.putmessage = pgsys_put_message;
 	PqCommMethods = &pgsys_queue_methods;
+}
+
+void
+pgsys_publish_next_tag(bool publish)
+{
+	pgsys_out_publish_tag = publish;
 }
 
 void

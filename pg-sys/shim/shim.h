@@ -78,13 +78,21 @@ extern void pgsys_atomic_write_u64(volatile pg_atomic_uint64 *ptr, uint64 val);
  * pq_redirect_to_shm_mq(seg, queue), with pqmq's putmessage replaced until the segment
  * detaches (C, because it runs inside PostgreSQL's output path, where an interrupt check may
  * longjmp). Each protocol message is sent whole or not at all: while a send waits for room,
- * only termination and signal barriers are processed (pqmq's interrupt check there may
- * report a parallel worker's message, and its answer to that, detaching the queue it is
- * still sending to, crashes the process). From PostgreSQL 15, data rows are published a
- * quarter of the queue at a time instead of one by one (every other message publishes them,
- * in order).
+ * interrupts are processed but for a cancel (held until the message is out) and parallel
+ * workers' messages (left for the next check: pqmq's interrupt check there may report one,
+ * and its answer to that, detaching the queue it is still sending to, crashes the process). From PostgreSQL 15, a statement's result (row
+ * description, data rows, command tag) is published a quarter of the queue at a time
+ * instead of message by message (every other message publishes it, in order, and so does
+ * a tag pgsys_publish_next_tag asks for).
  */
 extern void pgsys_send_output_to(dsm_segment *seg, shm_mq_handle *queue);
+
+/*
+ * Whether the next command tag goes out at once, with the result before it: for a
+ * statement that is not the last of its string, whose result must not wait for the
+ * statements after it.
+ */
+extern void pgsys_publish_next_tag(bool publish);
 
 /* Output goes nowhere from now on (its queue handle is about to be detached). */
 extern void pgsys_stop_output(void);

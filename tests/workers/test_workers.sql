@@ -75,6 +75,7 @@ CREATE FUNCTION "spi_echo_numeric"("value" numeric) RETURNS numeric AS 'MODULE_P
 CREATE FUNCTION "spi_echo_oid"("value" oid) RETURNS oid AS 'MODULE_PATHNAME', 'spi_echo_oid' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "spi_echo_text_array"("value" text[]) RETURNS text[] AS 'MODULE_PATHNAME', 'spi_echo_text_array' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "spi_echo_text"("value" text) RETURNS text AS 'MODULE_PATHNAME', 'spi_echo_text' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
+CREATE FUNCTION "start_pooled_worker_of_another_pool"("database" oid, "role" oid) RETURNS integer AS 'MODULE_PATHNAME', 'start_pooled_worker_of_another_pool' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "swallow_spi_error"() RETURNS text AS 'MODULE_PATHNAME', 'swallow_spi_error' LANGUAGE c VOLATILE PARALLEL UNSAFE;
 CREATE FUNCTION "try_statement"("sql" text) RETURNS text AS 'MODULE_PATHNAME', 'try_statement' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION "wait_my_latch"("millis" bigint) RETURNS text AS 'MODULE_PATHNAME', 'wait_my_latch' LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE;

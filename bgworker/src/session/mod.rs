@@ -91,7 +91,8 @@ pub fn redirect_output(segment: &'static Segment, offset: usize) -> Result<Sessi
 
 /// Sends this process's protocol messages into `queue` from now on, each whole or not at
 /// all; a statement's result (row description, rows, command tag) goes out a quarter of the
-/// queue at a time, every other message at once (the shim's `pgsys_send_output_to`).
+/// queue at a time and when the statement ends, every other message at once (the shim's
+/// `pgsys_send_output_to`).
 ///
 /// # Safety
 /// `queue` is an attached queue handle of `segment`, and stays valid until the redirection
@@ -620,6 +621,7 @@ impl Client {
             return Ok(client);
         }
         let settings = capture_settings()?;
+        let worker_extra = pool::worker_extra(&extra)?;
         let (segment, control) = new_segment(queue_size)?;
         let segment_handle = segment.handle();
         // The client's queue ends exist before any worker can take the job, so that a
@@ -635,7 +637,7 @@ impl Client {
             let launched = builder
                 .clone()
                 .main_arg(pool::main_arg(slot, generation, limits))
-                .extra(extra.clone())
+                .extra(worker_extra.clone())
                 .notify_pid(0)
                 .launch();
             match launched {
@@ -864,9 +866,9 @@ impl Client {
     /// The next reply message, waiting for it; `None` when the worker has gone.
     ///
     /// A statement's result (its row description, rows and command tag) arrives a quarter
-    /// of the reply queue at a time: the worker publishes it when that much is pending or
-    /// when it sends any other message (the string's end, a NOTICE, an ERROR), as a
-    /// backend's output reaches its client when its buffer fills or at those messages. A
+    /// of the reply queue at a time: the worker publishes it when that much is pending,
+    /// when the statement ends, and with any other message (a NOTICE, an ERROR), much as a
+    /// backend's output reaches its client when its buffer fills or at those points. A
     /// statement that returns a few rows and then runs on for a while shows them when it
     /// ends.
     pub fn receive(&mut self) -> Result<Option<Vec<u8>>> {
@@ -1192,8 +1194,13 @@ fn run_statements(sql: *const c_char, memory: pg_sys::MemoryContext) -> Result<(
             // SAFETY: makes this statement's effects visible to the next.
             guard(|| unsafe { pg_sys::CommandCounterIncrement() })?;
         }
-        // SAFETY: sends the command tag ('C') for the completed statement.
-        guard(|| unsafe { pg_sys::EndCommand(qc, pg_sys::CommandDest_DestRemote, false) })?;
+        // SAFETY: sends the command tag ('C') for the completed statement; the result of one
+        // that is not the last goes out with it rather than wait for the statements after.
+        guard(|| unsafe {
+            pg_sys::pgsys_publish_next_tag(!last);
+            pg_sys::EndCommand(qc, pg_sys::CommandDest_DestRemote, false);
+            pg_sys::pgsys_publish_next_tag(false);
+        })?;
     }
     if count == 0 {
         // SAFETY: an empty string: finish the transaction started above.

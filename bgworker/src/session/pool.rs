@@ -145,12 +145,19 @@ crate::plain_struct! {
         next_ticket: u64,
         /// Jobs finished, all workers together.
         finished: u64,
+        /// Tells this copy of the pool from another build's (see [`POOL`]), in the extra
+        /// bytes of the workers it starts.
+        id: u64,
     }
 }
 
 // Per layout: a newer build of the library, loaded while an older one's pool exists (an
 // upgrade without a restart), keeps its own pool instead of failing every pooled launch.
-static POOL: Shared<SpinLocked<Pool>> = Shared::per_layout(c"bgworker session pool", || {
+// A worker always runs the library file as it is now, whichever build's backend started
+// it: the pool's id in its extra bytes keeps it from taking a slot of a pool that is not
+// the one it was started for. The version in the name is bumped when what the pool's
+// fields mean changes but not its size.
+static POOL: Shared<SpinLocked<Pool>> = Shared::per_layout(c"bgworker session pool v1", || {
     SpinLocked::new(Pool {
         slots: std::array::from_fn(|_| Slot {
             state: FREE,
@@ -175,11 +182,36 @@ static POOL: Shared<SpinLocked<Pool>> = Shared::per_layout(c"bgworker session po
         }),
         next_ticket: 1 << 32,
         finished: 0,
+        id: new_pool_id(),
     })
 });
 
 fn pool() -> Result<&'static SpinLocked<Pool>> {
     POOL.attach_late()
+}
+
+/// Where a pooled worker's extra bytes hold the id of the pool that started it (after the
+/// caller's 16 bytes).
+const POOL_ID_AT: usize = 16;
+
+/// A pool id no other copy of the pool has: distinct builds only, nothing to guess.
+fn new_pool_id() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    // SAFETY: a plain read of this process's pid.
+    (nanos ^ (u64::from(unsafe { pg_sys::MyProcPid } as u32) << 40)) | 1
+}
+
+/// The extra bytes for a pooled worker of `caller` (its `bgw_extra`): the caller, then the
+/// pool's id.
+pub(crate) fn worker_extra(caller: &[u8]) -> Result<Vec<u8>> {
+    let id = pool()?.lock().id;
+    let mut extra = caller.to_vec();
+    extra.resize(POOL_ID_AT, 0);
+    extra.extend_from_slice(&id.to_le_bytes());
+    Ok(extra)
 }
 
 /// How long a worker that has just finished a job looks for the next before it sleeps.
@@ -604,13 +636,21 @@ pub fn serve(main_arg: i64) -> Result<()> {
     if slot >= MAX_POOLED {
         return Err(Error::msg("a pooled worker's slot is out of range"));
     }
-    take_slot(slot, generation)?;
+    let extra = crate::worker::extra().unwrap_or_default();
+    let started_by = extra
+        .get(POOL_ID_AT..POOL_ID_AT + 8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .unwrap_or(0);
+    let key = super::server::Caller::from_extra()?.key();
+    take_slot(slot, generation, started_by, key)?;
     let server = super::server::JobServer::start()?;
     serve_in_slot(slot, Some(idle_timeout), server)
 }
 
-/// Names this process in the slot reserved for it, once its exit frees the slot.
-fn take_slot(slot: usize, generation: u32) -> Result<()> {
+/// Names this process in the slot reserved for it, once its exit frees the slot: the slot
+/// `generation` of the pool `pool_id` reserved for `key`'s jobs (a worker another build's
+/// backend started, for its own pool, finds no such slot here).
+fn take_slot(slot: usize, generation: u32, pool_id: u64, key: Key) -> Result<()> {
     // SAFETY: a plain read of this process's pid.
     let my_pid = unsafe { pg_sys::MyProcPid };
     let me = Waker::current()?;
@@ -621,8 +661,13 @@ fn take_slot(slot: usize, generation: u32) -> Result<()> {
     // data) and sets latches; it runs once, at exit.
     crate::guard(|| unsafe { pg_sys::before_shmem_exit(Some(on_exit), arg) })?;
     let mut pool = pool()?.lock();
+    if pool.id != pool_id {
+        return Err(Error::msg(
+            "this pooled worker was started for another build's pool (the library was replaced while the server runs)",
+        ));
+    }
     let s = &mut pool.slots[slot];
-    if s.generation != generation || s.state != STARTING {
+    if s.generation != generation || s.state != STARTING || s.key != key {
         return Err(Error::msg("this pooled worker's slot was given up"));
     }
     s.pid = my_pid;
@@ -878,7 +923,9 @@ fn serve_warm() -> Result<()> {
             }
         }
     };
-    if let Err(e) = take_slot(slot, generation) {
+    // Reserved by this process in its own copy of the pool.
+    let id = pool()?.lock().id;
+    if let Err(e) = take_slot(slot, generation, id, key) {
         free_slot(slot, generation, 0)?;
         return Err(e);
     }

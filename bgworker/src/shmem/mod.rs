@@ -335,13 +335,15 @@ impl<T: PlainData> Shared<T> {
         }
     }
 
-    /// Declares a structure of which each layout of `T` gets its own copy: a build of the
-    /// library whose `T` differs (a newer version, loaded while the server runs and an
-    /// older one's copy exists) uses a copy of its own, where [`Shared::new`]'s would be
-    /// refused with an ERROR until the server restarts. For state that processes running
-    /// different builds need not share, such as a pool of workers that each build starts
-    /// itself. The name in shared memory is `name`'s first 28 characters and a hash of
-    /// `name` and `T`'s type and size.
+    /// Declares a structure of which each layout of `T` (its type's name and its size) gets
+    /// its own copy: a build of the library whose `T` differs (a newer version, loaded while
+    /// the server runs and an older one's copy exists) uses a copy of its own, where
+    /// [`Shared::new`]'s would be refused with an ERROR until the server restarts. For state
+    /// that processes running different builds need not share, such as a pool of workers
+    /// that each build starts itself. A change that keeps the type's name and size but not
+    /// its meaning needs a new `name`. The name in shared memory is `name`'s first 28 bytes
+    /// and a hash of `name` and `T`'s type name and size; each copy takes its size of the
+    /// spare shared memory for the life of the server.
     ///
     /// ```no_run
     /// use std::sync::atomic::{AtomicU64, Ordering};
@@ -363,7 +365,11 @@ impl<T: PlainData> Shared<T> {
         }
         self.layout_name.get_or_init(|| {
             let name = self.name.to_string_lossy();
-            let prefix: String = name.chars().take(28).collect();
+            let mut end = name.len().min(28);
+            while !name.is_char_boundary(end) {
+                end -= 1;
+            }
+            let prefix = &name[..end];
             let hash = fnv1a(&format!("{name} {}", layout_of::<T>(false)));
             CString::new(format!("{prefix} {hash:016x}")).expect("no NUL in a CStr's text")
         })

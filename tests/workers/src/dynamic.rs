@@ -309,3 +309,27 @@ bgworker::sql_function! {
             .collect())
     }
 }
+
+bgworker::sql_function! {
+    /// Starts the background example's pooled worker the way a backend running another
+    /// build of that library would: for slot 0, generation 1 of a pool that is not this
+    /// build's, serving `role` in `database`; its pid.
+    fn start_pooled_worker_of_another_pool(database: Oid, role: Oid) -> i32 {
+        let mut extra: Vec<u8> = [database, role, role, 0]
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect();
+        extra.extend_from_slice(&u64::MAX.to_le_bytes());
+        let handle = Builder::new("pooled worker of another pool")
+            .library("background")
+            .function("pg_background_pooled_main")
+            .database_connection()
+            .main_arg(1 << 8 | 60 << 40)
+            .extra(extra)
+            .launch()?;
+        match handle.wait_for_startup()? {
+            Status::Started(pid) => Ok(pid),
+            _ => Ok(0),
+        }
+    }
+}
