@@ -681,35 +681,46 @@ fn a_worker_that_cannot_take_its_callers_role_reports_the_error() {
     cluster.assert_no_crash();
 }
 
+/// A cluster with the background example and the test library (neither preloaded), and a
+/// role alice.
+fn cluster_with_test_workers() -> Cluster {
+    let cluster = Cluster::builder()
+        .library(example("background"))
+        .library(test_workers())
+        .setting("max_worker_processes", "16")
+        .start();
+    let mut client = cluster.connect();
+    run_extension_script(&mut client, "background");
+    client.batch_execute(&test_functions()).unwrap();
+    client.batch_execute("CREATE ROLE alice LOGIN").unwrap();
+    cluster
+}
+
+/// The pid of the worker that ran one job.
+fn job_worker_pid(client: &mut postgres::Client) -> i32 {
+    client
+        .query_one(
+            "SELECT * FROM pg_background_result(pg_background_launch('SELECT pg_backend_pid()')) AS (p int)",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
 /// A library upgraded while the server runs meets what the older build left in shared
 /// memory under the pool's name (here: another layout under the name the pool had before
 /// it carried its layout). Its pool is its own: jobs still go to pooled workers instead of
 /// every launch failing until a restart.
 #[test]
 fn a_pool_left_in_shared_memory_by_another_build_does_not_stop_the_pool() {
-    let cluster = Cluster::builder()
-        .preload(test_workers())
-        .library(example("background"))
-        .setting("max_worker_processes", "16")
-        .start();
+    let cluster = cluster_with_test_workers();
     let mut client = cluster.connect();
-    client.batch_execute(&test_functions()).unwrap();
-    run_extension_script(&mut client, "background");
     let occupied: bool = client
         .query_one("SELECT occupy_old_pool_name()", &[])
         .unwrap()
         .get(0);
     assert!(occupied);
-    let served_by = |client: &mut postgres::Client| -> i32 {
-        client
-            .query_one(
-                "SELECT * FROM pg_background_result(pg_background_launch('SELECT pg_backend_pid()')) AS (p int)",
-                &[],
-            )
-            .unwrap()
-            .get(0)
-    };
-    let mut pids = vec![served_by(&mut client), served_by(&mut client)];
+    let mut pids = vec![job_worker_pid(&mut client), job_worker_pid(&mut client)];
     pids.dedup();
     let pooled: i64 = client
         .query_one(
@@ -728,25 +739,9 @@ fn a_pool_left_in_shared_memory_by_another_build_does_not_stop_the_pool() {
 /// to other roles, and the pool goes on serving.
 #[test]
 fn a_pooled_worker_started_for_another_builds_pool_takes_no_slot_of_this_one() {
-    let cluster = Cluster::builder()
-        .library(example("background"))
-        .library(test_workers())
-        .setting("max_worker_processes", "16")
-        .start();
+    let cluster = cluster_with_test_workers();
     let mut client = cluster.connect();
-    run_extension_script(&mut client, "background");
-    client.batch_execute(&test_functions()).unwrap();
-    client.batch_execute("CREATE ROLE alice LOGIN").unwrap();
-    let served_by = |client: &mut postgres::Client| -> i32 {
-        client
-            .query_one(
-                "SELECT * FROM pg_background_result(pg_background_launch('SELECT pg_backend_pid()')) AS (p int)",
-                &[],
-            )
-            .unwrap()
-            .get(0)
-    };
-    served_by(&mut client);
+    job_worker_pid(&mut client);
     let pid: i32 = client
         .query_one(
             "SELECT start_pooled_worker_of_another_pool( \
@@ -769,6 +764,6 @@ fn a_pooled_worker_started_for_another_builds_pool_takes_no_slot_of_this_one() {
         .unwrap()
         .get(0);
     assert_eq!(alice_slots, 0, "the worker took no slot");
-    served_by(&mut client);
+    job_worker_pid(&mut client);
     cluster.assert_no_crash();
 }
