@@ -59,6 +59,11 @@ use crate::worker::{Builder, Handle};
 /// process that reads it created), for the rest of the worker's life (hence `'static`:
 /// leak the attached segment, `Box::leak(Box::new(segment))`).
 ///
+/// A statement's result goes out when its statement ends or a quarter of the queue fills
+/// ([`Client::receive`]): run SQL with [`Session::execute`], whose strings end with
+/// ReadyForQuery. Result messages sent some other way and followed by nothing else before
+/// the worker exits may never reach the reader.
+///
 /// Only in a background worker: a regular backend's output belongs to its client.
 ///
 /// ```no_run
