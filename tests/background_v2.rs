@@ -777,24 +777,19 @@ fn a_statements_result_is_published_when_it_ends_before_the_rest_of_its_string()
         .collect();
     assert_eq!(columns, vec!["seven".to_string()]);
     // It goes on to the second statement, which waits for the lock.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let waiting: bool = client
+    let waiting = cluster.poll(Duration::from_secs(10), || {
+        client
             .query_one(
                 "SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'advisory'",
                 &[&pid],
             )
             .unwrap()
-            .get(0);
-        if waiting {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the job's second statement never waited for the lock"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+            .get(0)
+    });
+    assert!(
+        waiting,
+        "the job's second statement never waited for the lock"
+    );
     client
         .batch_execute("RESET statement_timeout; SELECT pg_advisory_unlock(42)")
         .unwrap();

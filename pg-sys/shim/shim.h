@@ -80,10 +80,10 @@ extern void pgsys_atomic_write_u64(volatile pg_atomic_uint64 *ptr, uint64 val);
  * longjmp). Each protocol message is sent whole or not at all: while a send waits for room,
  * interrupts are processed but for a cancel (held until the message is out) and parallel
  * workers' messages (left for the next check: pqmq's interrupt check there may report one,
- * and its answer to that, detaching the queue it is still sending to, crashes the process). From PostgreSQL 15, a statement's result (row
- * description, data rows, command tag) is published a quarter of the queue at a time
- * instead of message by message (every other message publishes it, in order, and so does
- * a tag pgsys_publish_next_tag asks for).
+ * and its answer to that, detaching the queue it is still sending to, crashes the process).
+ * From PostgreSQL 15, a statement's result (row description, data rows, command tag) is
+ * published a quarter of the queue at a time instead of message by message (every other
+ * message publishes it, in order, and so does a tag pgsys_publish_next_tag asks for).
  */
 extern void pgsys_send_output_to(dsm_segment *seg, shm_mq_handle *queue);
 
